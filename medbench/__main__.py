@@ -1,0 +1,3 @@
+from medbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Datasets: the Sample record's loaders and their validation."""

@@ -1,0 +1,40 @@
+"""A dataset is a list of samples per split, plus a fingerprint for provenance."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from medbench.records import Sample
+
+
+@dataclass
+class Dataset:
+    name: str
+    domain: str
+    samples: list[Sample]
+    source: str = ""  # where it came from (a folder, a manifest, a generator and its seed)
+    bad: list["BadSample"] = field(default_factory=list)  # filled by validation
+
+    def split(self, split: str) -> list[Sample]:
+        return [s for s in self.samples if s.split == split]
+
+    def manifest_sha256(self) -> str:
+        """sha256 over (id, split, patient, report, image path, labels) of every sample."""
+        h = hashlib.sha256()
+        for s in sorted(self.samples, key=lambda s: (s.split, s.id)):
+            row = [s.id, s.split, s.patient_id, s.domain, s.report, str(s.image_path) if s.image_path else None, s.labels]
+            h.update(json.dumps(row, sort_keys=True).encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """One sample that failed validation: which file and what is wrong with it."""
+
+    id: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason} (sample {self.id!r})"

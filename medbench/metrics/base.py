@@ -1,0 +1,87 @@
+"""The metric contract: an accumulator over (sample, output) pairs with per-sample statistics.
+
+A metric family (e.g. ``nlg.coco``) produces several named values (``nlg.coco.bleu4`` ...). It is
+fed in batches with `update`, then `stats()` returns per-sample *sufficient statistics*: a dict of
+numpy arrays whose first axis is the scored samples, in update order. `compute(stats)` is a pure
+function of such a dict, so the statistics module can resample rows (patients) for bootstrap CIs
+and paired tests without regenerating or re-extracting anything::
+
+    m = factory(ctx)
+    for batch in batches: m.update(batch)           # batch: list[Scored]
+    st = m.stats()
+    values = m.compute(st)                           # {"nlg.coco.bleu4": 0.31, ...}
+    resampled = m.compute({k: v[idx] for k, v in st.items()})
+
+Context that does not depend on the scored samples (reference features of the training set, the
+IDF table of a fixed reference corpus...) lives on the metric object, not in `stats`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medbench.records import Output, Request, Sample
+
+
+class MetricUnavailable(RuntimeError):
+    """Raised by a metric factory when the metric cannot run here; the message says why and how to fix."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored item: the reference sample, the request made, and what the model produced."""
+
+    sample: Sample
+    request: Request
+    output: Output
+
+
+@dataclass
+class MetricContext:
+    """What a metric factory may use. ``train`` is the dataset's train split (for memorization,
+    retrieval-style brackets); ``reference`` is the evaluated split (test); ``options`` holds
+    CLI/task options such as ``extractor``, ``weights``, ``skip_empty``."""
+
+    task: Any  # medbench.tasks.TaskSpec
+    domain: str
+    protocol: str
+    seed: int
+    cache_dir: Path
+    run_dir: Path | None = None
+    train: list[Sample] = field(default_factory=list)
+    reference: list[Sample] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+class Metric(ABC):
+    """Base class of every metric family. Subclasses set the class attributes and implement
+    `update`, `stats` and `compute`."""
+
+    name: str = ""  # family name, e.g. "nlg.coco"
+    variant: str = ""  # implementation/variant description recorded in run.json
+    higher_is_better: dict[str, bool] = {}  # full metric name -> direction (every name compute returns)
+
+    @abstractmethod
+    def update(self, batch: list[Scored]) -> None: ...
+
+    @abstractmethod
+    def stats(self) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]: ...
+
+    def extras(self) -> dict[str, Any]:
+        """JSON-able detail for reports (per-label tables, brackets, nearest-neighbour ids...)."""
+        return {}
+
+    def bootstrap(self) -> bool:
+        """False for metrics whose CI is not a row resample (e.g. they carry their own)."""
+        return True
+
+    def close(self) -> None:
+        """Release external resources (a JVM, a thread pool)."""

@@ -1,0 +1,1 @@
+"""Models under test: the protocol and the built-in baselines."""
