@@ -1,0 +1,126 @@
+"""Scoring: feed (sample, output) pairs to metric families, keep their per-sample statistics,
+attach bootstrap CIs, and rebuild a family later from a run folder (for compare).
+
+Stats are stored per family as ``stats/<family>.safetensors`` (numeric arrays only) in the row
+order of ``samples.json``; extras as ``extras/<family>.json``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
+from medbench.registry import MetricSpec, registry
+from medbench.stats.bootstrap import bootstrap_ci
+
+
+@dataclass
+class FamilyResult:
+    family: str
+    metric: Metric
+    stats: dict[str, np.ndarray]
+    values: dict[str, float]
+    cis: dict[str, tuple[float | None, float | None]]
+
+
+def select_families(names: list[str], protocol: str, kind: str) -> list[MetricSpec]:
+    """Resolve a task's metric list: ``nlg`` means the text family of the run's protocol."""
+    reg = registry()
+    specs = []
+    for name in names:
+        resolved = f"{name}.{protocol}" if f"{name}.{protocol}" in reg.entries["metrics"] else name
+        spec = reg.get("metrics", resolved)
+        if kind in spec.kinds:
+            specs.append(spec)
+    return specs
+
+
+def build_families(specs: list[MetricSpec], ctx: MetricContext) -> tuple[list[Metric], list[dict[str, str]]]:
+    metrics, skipped = [], []
+    for spec in specs:
+        try:
+            metrics.append(spec.factory(ctx))
+        except MetricUnavailable as e:
+            skipped.append({"what": f"metric:{spec.name}", "reason": str(e)})
+    return metrics, skipped
+
+
+def score(metrics: list[Metric], pairs: list[Scored], patient_ids: list[str], *, n_boot: int, seed: int,
+          batch_size: int = 64, run_dir: Path | None = None) -> tuple[list[FamilyResult], list[dict[str, str]], dict[str, float]]:
+    """Run every family over the pairs, save stats/extras, and bootstrap CIs."""
+    results, skipped, seconds = [], [], {"score": 0.0, "bootstrap": 0.0}
+    for metric in metrics:
+        t0 = time.perf_counter()
+        try:
+            for i in tqdm(range(0, len(pairs), batch_size), desc=f"score {metric.name}", leave=False):
+                metric.update(pairs[i:i + batch_size])
+            stats = metric.stats()
+            values = metric.compute(stats)
+        except MetricUnavailable as e:
+            skipped.append({"what": f"metric:{metric.name}", "reason": str(e)})
+            metric.close()
+            continue
+        finally:
+            seconds["score"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        cis = bootstrap_ci(metric.compute, stats, patient_ids, n_boot=n_boot, seed=seed) if metric.bootstrap() and n_boot else {}
+        seconds["bootstrap"] += time.perf_counter() - t1
+        if run_dir is not None:
+            save_family(run_dir, metric, stats)
+        metric.close()
+        results.append(FamilyResult(metric.name, metric, stats, values, cis))
+    return results, skipped, seconds
+
+
+def save_family(run_dir: Path, metric: Metric, stats: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save_file
+
+    (run_dir / "stats").mkdir(exist_ok=True)
+    (run_dir / "extras").mkdir(exist_ok=True)
+    arrays = {}
+    for k, v in stats.items():
+        v = np.asarray(v)
+        if v.dtype == object:
+            raise TypeError(f"metric {metric.name!r}: stats[{k!r}] is not numeric; per-sample stats must be numeric arrays")
+        arrays[k] = np.ascontiguousarray(v)
+    save_file(arrays, str(run_dir / "stats" / f"{metric.name}.safetensors"))
+    (run_dir / "extras" / f"{metric.name}.json").write_text(json.dumps(metric.extras(), indent=1, default=_jsonable))
+
+
+def _jsonable(o: Any):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def load_family(run_dir: Path, family: str) -> tuple[Metric, dict[str, np.ndarray], list[str], list[str]]:
+    """Rebuild a family's metric (for its pure ``compute``) and load its stats from a run folder.
+
+    Returns (metric, stats, sample ids, patient ids) with stats rows in sample-id order.
+    """
+    from safetensors.numpy import load_file
+
+    from medbench.runrecord import load_record
+    from medbench.tasks import load_task
+
+    run_dir = Path(run_dir)
+    record = load_record(run_dir)
+    path = run_dir / "stats" / f"{family}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: this run has no stored statistics for metric family {family!r}")
+    stats = load_file(str(path))
+    samples = json.loads((run_dir / "samples.json").read_text())
+    ctx = MetricContext(task=load_task(record["task"]), domain=record["domain"], protocol=record["protocol"],
+                        seed=record["seed"], cache_dir=Path(), run_dir=run_dir, options=record.get("options", {}).get("metric", {}))
+    metric = registry().get("metrics", family).factory(ctx)
+    return metric, stats, samples["ids"], samples["patients"]

@@ -1,0 +1,1 @@
+"""Statistics on per-sample sufficient statistics: patient bootstrap CIs and paired tests."""

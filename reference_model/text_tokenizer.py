@@ -1,0 +1,80 @@
+"""MeDiM's text tokenizer: a byte-level BPE trained locally on the phantom reports.
+
+The paper uses the Llama-2 tokenizer (spec §B.2); nothing can be downloaded here, so the tiny
+checkpoint carries its own BPE, trained with the `tokenizers` library on the train-split reports
+and prompts of both phantom domains. Byte-level means every string round-trips and there is no
+out-of-vocabulary text.
+
+    tok = TextTokenizer.from_file("reference_model/checkpoints/tiny-phantom/text-tokenizer.json")
+    ids = tok.encode("No pleural effusion.")      # no BOS, no padding
+    tok.decode([tok.bos_id] + ids + [tok.pad_id])  # -> "No pleural effusion."
+
+Train one with ``train_text_tokenizer(texts, out_path)`` (``python -m reference_model.train_vq``
+does it alongside the VQ model).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+# Fixed special ids: <pad> must be 0 (MeDiM right-pads with 0 and hides unmasked 0s from attention).
+SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+PAD, BOS, EOS, UNK = SPECIALS
+
+
+class TextTokenizer:
+    """The agreed text-tokenizer interface over a `tokenizers.Tokenizer`."""
+
+    def __init__(self, tokenizer: Tokenizer, sha256: str | None = None):
+        self.tok = tokenizer
+        ids = [tokenizer.token_to_id(s) for s in SPECIALS]
+        if ids != [0, 1, 2, 3]:
+            raise ValueError(f"text tokenizer must map {SPECIALS} to ids 0..3, got {ids}")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
+        self.vocab_size = tokenizer.get_vocab_size()
+        self.sha256 = sha256
+
+    @classmethod
+    def from_file(cls, path: str | Path, sha256: str | None = None) -> "TextTokenizer":
+        """Load text-tokenizer.json; when `sha256` is given the file must match it."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"text tokenizer missing: place text-tokenizer.json (trained by "
+                                    f"`python -m reference_model.train_vq --out DIR`) at {path}")
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise ValueError(f"{path}: sha256 mismatch (file {digest}, expected {sha256})")
+        try:
+            tok = Tokenizer.from_str(data.decode("utf-8"))
+        except Exception as e:  # tokenizers raises a plain Exception on bad JSON
+            raise ValueError(f"{path}: not a valid tokenizers JSON file ({e})") from None
+        return cls(tok, digest)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`, skipping pad/BOS/EOS/UNK and anything outside the vocabulary."""
+        keep = [int(i) for i in ids if 3 < int(i) < self.vocab_size]
+        return self.tok.decode(keep, skip_special_tokens=True)
+
+
+def train_text_tokenizer(texts: Iterable[str], out_path: str | Path, vocab_size: int = 1536,
+                         min_frequency: int = 2) -> TextTokenizer:
+    """Train a byte-level BPE on `texts` and save it as a tokenizers JSON file (deterministic)."""
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out_path))
+    return TextTokenizer.from_file(out_path)
