@@ -44,7 +44,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per metric (0 disables CIs)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--store", type=Path, default=Path("runs/medbench.sqlite"), help="SQLite results store ('' disables)")
+    p.add_argument("--store", default="runs/medbench.sqlite", help="SQLite results store ('' disables)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--quick", action="store_true", help="the task's reduced setting (used in CI)")
 
@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     model_options=_kv(args.model_opt, "--model-opt") | ({"quick": "1"} if args.quick else {}),
                     metric_options=_kv(args.metric_opt, "--metric-opt"),
                     on_bad_sample=args.on_bad_sample, domain=args.domain, batch_size=args.batch_size, n_boot=args.bootstrap,
-                    device=args.device, store=args.store if str(args.store) else None, report=not args.no_report)
+                    device=args.device, store=Path(args.store) if args.store else None, report=not args.no_report)
     run_dir, record = execute(cfg)
     if record is not None:
         print_table(record)

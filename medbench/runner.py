@@ -221,12 +221,14 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
                         cache_dir=Path(os.environ.get("MEDBENCH_HOME", Path.home() / ".cache" / "medbench")),
                         run_dir=run_dir, train=dataset.split("train"), reference=samples, options=cfg.metric_options,
                         device=cfg.device)
-    families, skipped = build_families(select_families(list(cfg.task.metrics), cfg.protocol, cfg.task.request), ctx)
+    specs, skipped = select_families(list(cfg.task.metrics), cfg.protocol, cfg.task.request)
+    families, unavailable = build_families(specs, ctx)
+    skipped += unavailable
     patients = [s.patient_id for s in samples]
     pairs = LazyPairs(cfg.task, samples, folder, cfg.seed)
-    results, unavailable, timing = score(families, pairs, patients, n_boot=cfg.n_boot, seed=cfg.seed, run_dir=run_dir)
+    results, failed, timing = score(families, pairs, patients, n_boot=cfg.n_boot, seed=cfg.seed, run_dir=run_dir)
     seconds.update(timing)
-    skipped += unavailable + [{"what": f"sample:{b.id}", "reason": f"{b.path}: {b.reason}"} for b in dataset.bad]
+    skipped += failed + [{"what": f"sample:{b.id}", "reason": f"{b.path}: {b.reason}"} for b in dataset.bad]
 
     metrics = {}
     weights = dict(getattr(model, "weights_sha256", {}) or {})

@@ -29,16 +29,26 @@ class FamilyResult:
     cis: dict[str, tuple[float | None, float | None]]
 
 
-def select_families(names: list[str], protocol: str, kind: str) -> list[MetricSpec]:
-    """Resolve a task's metric list: ``nlg`` means the text family of the run's protocol."""
+def select_families(names: list[str], protocol: str, kind: str) -> tuple[list[MetricSpec], list[dict[str, str]]]:
+    """Resolve a task's metric list: ``nlg`` means the text family of the run's protocol.
+
+    An unknown name is an error, unless some plugin failed to load (it may be the one that
+    provides it): then the family is skipped and the run record says why.
+    """
     reg = registry()
-    specs = []
+    specs, skipped = [], []
     for name in names:
         resolved = f"{name}.{protocol}" if f"{name}.{protocol}" in reg.entries["metrics"] else name
-        spec = reg.get("metrics", resolved)
+        try:
+            spec = reg.get("metrics", resolved)
+        except KeyError as e:
+            if not reg.failures:
+                raise
+            skipped.append({"what": f"metric:{resolved}", "reason": str(e).strip('"')})
+            continue
         if kind in spec.kinds:
             specs.append(spec)
-    return specs
+    return specs, skipped
 
 
 def build_families(specs: list[MetricSpec], ctx: MetricContext) -> tuple[list[Metric], list[dict[str, str]]]:

@@ -137,7 +137,12 @@ class MeDiMBackbone(nn.Module):
         self.register_buffer("readout", self.tokens.readout_positions(cfg.logit_offset), persistent=False)
         self.register_buffer("vocab_allowed", self.tokens.segment_vocab_mask(), persistent=False)
         if cfg.gradient_checkpointing:
-            self.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # non-reentrant, so gradients reach adaln_cond passed as a keyword argument
+            enable = getattr(self.decoder, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def _install_adaln_layers(self):
         cls = adaln_layer_class(ARCHS[self.cfg.arch][2])

@@ -56,7 +56,7 @@ class MeDiMConfig:
     image_codebook_size: int = 512
     image_grid: tuple[int, int] = (16, 16)
     text_len: int = 64
-    domains: list[str] = field(default_factory=lambda: ["cxr", "pathology"])
+    domains: list[str] = field(default_factory=lambda: ["cxr", "path"])
     domain_token: bool = True                # one explicit condition token per domain
     size_cond_len: int = 0                   # >0: the reference's hidden "Image Size: ..." cond string (off)
     # --- diffusion objective ---

@@ -5,6 +5,8 @@ A spec is one of:
     NAME            a registered dataset (``medbench list datasets``), e.g. ``cxr-phantom``
     folder:PATH     an image + report folder (see `medbench.data.folder`)
     manifest:FILE   a JSONL or CSV manifest (see `medbench.data.manifest`)
+    NAME:PATH       a registered dataset read from a local copy, e.g. ``iu-xray:/data/openi``
+                    (the path is passed to its ``load`` as ``options["path"]``)
 
 Every dataset is validated (`medbench.data.validate`) and the bad-sample policy applied:
 "fail" (default) raises `DatasetError` listing every bad sample; "skip" leaves them out and
@@ -47,6 +49,10 @@ def load_unvalidated(spec: str, options: dict | None = None, *, domain: str | No
         return loader(path, name=name, domain=domain, max_report_chars=max_chars)
     from medbench.registry import registry
 
+    if sep:  # NAME:PATH, a registered dataset read from a local copy (iu-xray:/data/openi)
+        if not target:
+            raise DatasetError(f"dataset spec {spec!r} names no path (write {kind}:PATH)")
+        spec, options = kind, {**options, "path": target}
     dataset = registry().get("datasets", spec).load(options)
     if not isinstance(dataset, Dataset):
         raise DatasetError(f"dataset {spec!r}: its load() returned {type(dataset).__name__}, not a medbench Dataset")

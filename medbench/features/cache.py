@@ -67,6 +67,7 @@ class FeatureCache:
         self.dir = Path(root or medbench_home() / "features") / extractor.key()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.index: dict[bytes, tuple[Path, int]] = {}
+        self._buffer: dict[bytes, dict[str, np.ndarray]] = {}  # computed, not yet written
         for shard in sorted(self.dir.glob("shard-*.safetensors")):
             self._index_shard(shard)
         card = self.dir / "extractor.json"
@@ -103,7 +104,7 @@ class FeatureCache:
             self.index.setdefault(k, (shard, i))
 
     def read(self, keys: list[bytes]) -> dict[str, np.ndarray]:
-        """Rows for cached keys, in order (one shard opened at a time)."""
+        """Rows for keys stored on disk, in order (one shard opened at a time)."""
         from safetensors import safe_open
 
         widths = self.extractor.outputs()
@@ -119,55 +120,63 @@ class FeatureCache:
                     out[name][pos] = f.get_tensor(name)[rows]
         return out
 
+    def outputs(self, images: Iterable[Image.Image | Path | str], *, batch_size: int = 64,
+                progress: bool = True) -> dict[str, np.ndarray]:
+        """Every named output for `images` (in order), computing only misses; new rows are buffered
+        and written in shards of FLUSH_ROWS (call `flush` when done)."""
+        widths = self.extractor.outputs()
+        keys: list[bytes] = []
+        pending: dict[bytes, Image.Image] = {}
+
+        def compute_pending() -> None:
+            if pending:
+                res = self.extractor.embed(list(pending.values()))
+                for i, k in enumerate(pending):
+                    self._buffer[k] = {name: res[name][i] for name in widths}
+                pending.clear()
+            if len(self._buffer) >= FLUSH_ROWS:
+                self.flush()
+
+        total = len(images) if hasattr(images, "__len__") else None
+        for item in tqdm(images, total=total, disable=not progress, desc=f"features {self.extractor.name}", unit="img"):
+            k = image_key(item)
+            keys.append(k)
+            if k in self.index or k in self._buffer or k in pending:
+                continue
+            pending[k] = load_image(item)
+            if len(pending) >= batch_size:
+                compute_pending()
+        compute_pending()
+
+        out = {name: np.zeros((len(keys), w), dtype=np.float64) for name, w in widths.items()}
+        buffered = [i for i, k in enumerate(keys) if k in self._buffer]
+        for i in buffered:
+            for name in widths:
+                out[name][i] = self._buffer[keys[i]][name]
+        stored = [i for i, k in enumerate(keys) if k not in self._buffer]
+        if stored:
+            rows = self.read([keys[i] for i in stored])
+            for name in widths:
+                out[name][stored] = rows[name]
+        return out
+
+    def flush(self) -> None:
+        """Write buffered rows as one shard."""
+        if self._buffer:
+            widths = self.extractor.outputs()
+            keys = list(self._buffer)
+            self.write(keys, {n: np.stack([self._buffer[k][n] for k in keys]) for n in widths})
+            self._buffer.clear()
+
 
 def cached_outputs(extractor: FeatureExtractor, images: Iterable[Image.Image | Path | str], *, batch_size: int = 64,
                    progress: bool = True, root: Path | None = None) -> dict[str, np.ndarray]:
     """Every named output of `extractor` for `images` (in order), computing only cache misses."""
     cache = FeatureCache(extractor, root)
-    widths = extractor.outputs()
-    keys: list[bytes] = []
-    fresh: dict[bytes, dict[str, np.ndarray]] = {}  # computed in this call
-    pending: list[tuple[bytes, Image.Image]] = []
-    unwritten: list[bytes] = []
-
-    def compute_pending() -> None:
-        if not pending:
-            return
-        res = extractor.embed([im for _, im in pending])
-        for i, (k, _) in enumerate(pending):
-            fresh[k] = {name: res[name][i] for name in widths}
-            unwritten.append(k)
-        pending.clear()
-
-    def flush() -> None:
-        cache.write(unwritten, {n: np.stack([fresh[k][n] for k in unwritten]) for n in widths} if unwritten else {})
-        unwritten.clear()
-
-    total = len(images) if hasattr(images, "__len__") else None
-    for item in tqdm(images, total=total, disable=not progress, desc=f"features {extractor.name}", unit="img"):
-        k = image_key(item)
-        keys.append(k)
-        if k in cache.index or k in fresh or any(k == p for p, _ in pending):
-            continue
-        pending.append((k, load_image(item)))
-        if len(pending) >= batch_size:
-            compute_pending()
-        if len(unwritten) >= FLUSH_ROWS:
-            flush()
-    compute_pending()
-    flush()
-
-    out = {name: np.zeros((len(keys), w), dtype=np.float64) for name, w in widths.items()}
-    hit_pos = [i for i, k in enumerate(keys) if k not in fresh]
-    if hit_pos:
-        hits = cache.read([keys[i] for i in hit_pos])
-        for name in widths:
-            out[name][hit_pos] = hits[name]
-    for i, k in enumerate(keys):
-        if k in fresh:
-            for name in widths:
-                out[name][i] = fresh[k][name]
-    return out
+    try:
+        return cache.outputs(images, batch_size=batch_size, progress=progress)
+    finally:
+        cache.flush()
 
 
 def cached_features(extractor: FeatureExtractor, images: Iterable[Image.Image | Path | str], *, batch_size: int = 64,

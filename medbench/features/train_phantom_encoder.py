@@ -136,7 +136,7 @@ def train_encoder(train: dict[str, DomainData], cfg: TrainConfig, progress: bool
             opt.step()
             sched.step()
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
     bar.close()
     return net.eval()
 

@@ -117,14 +117,14 @@ POST_NEGATION_UNCERTAINTY = [
     (r"may|might|could|would|possible|possibly|presumably|probable|probably|likely|less likely|questionable"
      r"|question of|suspect|suspected|suspicious for|suspicion for|suspicion of|worrisome for|concern for"
      r"|concerning for|suggestion of|favor|favors|consider|considered|maybe|differential diagnosis includes"
-     r"|differential includes|differential diagnosis|compatible with|secondary to|borderline"
+     r"|differential includes|differential diagnosis|compatible with|secondary to"
      r"|correlate clinically for|clinical correlation for|correlation for symptoms of", "fwd", None),
-    (r"(?:is|are) suspected|suspected|(?:is|are) possible|(?:is|are) questionable|borderline"
+    (r"(?:is|are) suspected|suspected|(?:is|are) possible|(?:is|are) questionable"
      r"|(?:may|might|could|can) (?:also )?(?:be )?(?:\w+ly )?(?:present|enlarged|seen|noted|appear)"
      r"|(?:is|are) (?:poorly|incompletely) (?:evaluated|assessed|visualized)|poorly evaluated"
      r"|(?:is|are|was|were) not (?:well )?(?:evaluated|visualized|assessed)|not clearly (?:seen|visualized)"
      r"|(?:is|are|was|were) not appreciated|(?:cannot|can not) be (?:evaluated|assessed)", "bwd", None),
-    (r"versus|vs|obscur\w*", "both", None),
+    (r"versus|vs|obscur\w*|borderline", "both", None),
     (r"or", "both", 4),  # X or Y
 ]
 

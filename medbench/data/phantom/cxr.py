@@ -16,6 +16,8 @@ No Finding veto list (e.g. line, contour, opacity, density, prominence, thickeni
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 OBSERVATIONS = ("No Finding", "Cardiomegaly", "Pleural Effusion", "Pneumothorax", "Consolidation",
@@ -237,17 +239,22 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def smooth_noise(rng: np.random.Generator, size: int, scale: float, channels: int = 1) -> np.ndarray:
     """Gaussian-filtered white noise (feature size `scale` in [-1,1] units), unit std, shape (channels, size, size)."""
-    white = rng.standard_normal((channels, size, size)).astype(np.float32)
+    white = rng.standard_normal((channels, size, size), dtype=np.float32)
+    out = np.fft.irfft2(np.fft.rfft2(white) * _gauss_kernel(size, scale), s=(size, size)).astype(np.float32)
+    return out / (out.std(axis=(1, 2), keepdims=True) + 1e-6)
+
+
+@lru_cache(maxsize=32)
+def _gauss_kernel(size: int, scale: float) -> np.ndarray:
     k = np.fft.fftfreq(size).astype(np.float32)
     sigma_px = scale * size / 2
     kernel = np.exp(-2 * (np.pi * sigma_px) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2))
-    out = np.fft.irfft2(np.fft.rfft2(white) * kernel[:, : size // 2 + 1], s=(size, size)).astype(np.float32)
-    return out / (out.std(axis=(1, 2), keepdims=True) + 1e-6)
+    return kernel[:, : size // 2 + 1]
 
 
 def soft(d: np.ndarray, width: float) -> np.ndarray:
     """Soft inside-mask from a signed distance (negative inside)."""
-    return 1.0 / (1.0 + np.exp(np.clip(d / width, -30, 30)))
+    return 0.5 - 0.5 * np.tanh(d * (0.5 / width))
 
 
 def ellipse_d(y, x, cy, cx, ay, ax):
@@ -280,30 +287,52 @@ EDEMA_STRENGTH = {"mild": 0.4, "moderate": 0.6, "severe": 0.8}
 HEART_SCALE = {"mild": 1.2, "moderate": 1.34, "marked": 1.48}
 
 
-def render(spec: dict, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A (size, size) uint8 radiograph-like image: bright = dense (bone, heart, fluid), dark = air."""
-    f = spec["findings"]
-    state = lambda name: f.get(name, {}).get("state")  # noqa: E731
+@lru_cache(maxsize=4)
+def _anatomy(size: int) -> dict:
+    """The study-independent layers (computed once per size and process; never mutated)."""
     y, x = grid(size)
     px = 2.0 / size
     edge = max(0.5 * px, 0.006)
     half_width = 0.28 + 0.64 / (1 + np.exp(-(y + 0.8) / 0.05))
     body = soft(np.abs(x) - half_width, edge * 2)
-
     lungs = []
     for s, dome_top in ((-1.0, 0.4), (1.0, 0.46)):
         lung = soft(ellipse_d(y, x, -0.06, 0.4 * s, 0.68, 0.31), edge * 2)
         dome = dome_top + 0.3 * ((x - 0.36 * s) / 0.33) ** 2
         lungs.append(lung * soft(y - dome, edge * 1.5))
-    side_lung = {"right": lungs[0], "left": lungs[1]}
-    air = np.clip(lungs[0] + lungs[1], 0, 1)
+    mediastinum = np.maximum(soft(np.abs(x + 0.01) - 0.12, edge * 2) * soft(y - 0.3, edge),
+                             soft(ellipse_d(y, x, -0.36, 0.1, 0.08, 0.09), edge * 2))
+    bones = 0.06 * soft(np.abs(x) - 0.06, edge) * body  # spine
+    thorax = body * soft(np.abs(x) - 0.86, edge) * soft(y - 0.62, 0.05) * soft(0.07 - np.abs(x), edge)
+    for i in range(10):  # posterior ribs
+        yc = -0.8 + i * 0.14 - 0.3 * np.abs(x) + 0.6 * x ** 2
+        bones += 0.05 * soft(np.abs(y - yc) - 0.02, edge) * thorax
+    for s in (-1.0, 1.0):  # clavicles
+        bones += 0.12 * soft(polyline_d(y, x, np.array([[-0.7, 0.08 * s], [-0.8, 0.7 * s]], np.float32)) - 0.03, edge)
+    hilum_w = np.exp(-np.sqrt((np.abs(x) - 0.18) ** 2 + (y - 0.02) ** 2) / 0.35)
+    layers = dict(y=y, x=x, px=px, edge=edge, body=body, right=lungs[0], left=lungs[1], mediastinum=mediastinum,
+                  air=np.clip(lungs[0] + lungs[1], 0, 1) * (1 - mediastinum), bones=bones, hilum_w=hilum_w)
+    for v in layers.values():
+        if isinstance(v, np.ndarray):
+            v.setflags(write=False)
+    return layers
+
+
+def render(spec: dict, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A (size, size) uint8 radiograph-like image: bright = dense (bone, heart, fluid), dark = air."""
+    f = spec["findings"]
+    state = lambda name: f.get(name, {}).get("state")  # noqa: E731
+    a = _anatomy(size)
+    y, x, px, edge, body = a["y"], a["x"], a["px"], a["edge"], a["body"]
+    side_lung = {"right": a["right"], "left": a["left"]}
+    mediastinum = a["mediastinum"]
 
     c = f.get("Cardiomegaly", {})
     scale = spec["heart"] * (1.12 if state("Cardiomegaly") == -1 else HEART_SCALE.get(c.get("severity"), 1.0) if state("Cardiomegaly") == 1 else 1.0)
     hx = 0.33 * scale
     heart = soft(ellipse_d(y, x, 0.33, 0.07 + 0.5 * (hx - 0.33), 0.26 + 0.12 * (scale - 1), hx), edge * 2)
     mediastinum = np.maximum(soft(np.abs(x + 0.01) - 0.12, edge * 2) * soft(y - 0.3, edge), soft(ellipse_d(y, x, -0.36, 0.1, 0.08, 0.09), edge * 2))
-    air = air * (1 - heart) * (1 - mediastinum)
+    air = a["air"] * (1 - heart)
 
     density = np.zeros_like(y)
     markings_gain = np.float32(1.0)
@@ -347,14 +376,8 @@ def render(spec: dict, size: int, rng: np.random.Generator) -> np.ndarray:
         density += -0.15 * region + 0.16 * soft(np.abs(inner_d) - 0.6 * px, edge * 0.6) * side_lung[d["side"]] * soft(y - 0.3, 0.1)
 
     img = 0.04 + 0.52 * body + 0.04 * heart + 0.05 * mediastinum - 0.38 * air * body
-    img = img + 0.06 * soft(np.abs(x) - 0.06, edge) * body  # spine
-    thorax = body * soft(np.abs(x) - 0.86, edge) * soft(y - 0.62, 0.05)
-    for i in range(10):
-        yc = -0.8 + i * 0.14 - 0.3 * np.abs(x) + 0.6 * x ** 2
-        img += 0.05 * soft(np.abs(y - yc) - 0.02, edge) * thorax * soft(0.07 - np.abs(x), edge)
-    for s in (-1.0, 1.0):  # clavicles
-        img += 0.12 * soft(polyline_d(y, x, np.array([[-0.7, 0.08 * s], [-0.8, 0.7 * s]], np.float32)) - 0.03, edge)
-    hilum_w = np.exp(-np.sqrt((np.abs(x) - 0.18) ** 2 + (y - 0.02) ** 2) / 0.35)
+    img = img + a["bones"]
+    hilum_w = a["hilum_w"]
     vessels = np.clip(smooth_noise(rng, size, 0.02)[0], 0, None)
     img += 0.07 * markings_gain * vessels * hilum_w * air * (1 - no_markings)
     img += density
@@ -362,7 +385,7 @@ def render(spec: dict, size: int, rng: np.random.Generator) -> np.ndarray:
         img += _device(kind, y, x, px, edge)
 
     gain, offset = rng.uniform(0.92, 1.08), rng.uniform(-0.03, 0.03)
-    img = img * gain + offset + 0.012 * rng.standard_normal(img.shape).astype(np.float32)
+    img = img * gain + offset + 0.012 * rng.standard_normal(img.shape, dtype=np.float32)
     return (np.clip(img, 0, 1) ** 0.9 * 255 + 0.5).astype(np.uint8)
 
 
