@@ -114,10 +114,10 @@ def history(series: dict[str, list[tuple[str, float, float | None, float | None,
         xs = [pos[(p[4], p[0])] for p in points]
         vals = [p[1] for p in points]
         ax.errorbar(xs, vals, yerr=_err(vals, [p[2] for p in points], [p[3] for p in points]), marker="o", ms=4,
-                    lw=1.5, capsize=2.5, color=color, label=model)
+                    lw=1.5, capsize=2.5, color=color, label=model if len(model) <= 32 else model[:31] + "…")
     ax.set_xticks(range(len(order)), [label for _, label in order], rotation=30, ha="right", fontsize=7)
     arrow = "" if higher_is_better is None else (" ↑" if higher_is_better else " ↓")
     ax.set_ylabel(metric + arrow)
     ax.set_title(f"History of {metric} per model", loc="left", fontsize=10)
-    ax.legend(frameon=False, fontsize=8, loc="best")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_data_uri(fig)

@@ -220,7 +220,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     ctx = MetricContext(task=cfg.task, domain=dataset.domain, protocol=cfg.protocol, seed=cfg.seed,
                         cache_dir=Path(os.environ.get("MEDBENCH_HOME", Path.home() / ".cache" / "medbench")),
                         run_dir=run_dir, train=dataset.split("train"), reference=samples, options=cfg.metric_options,
-                        device=cfg.device)
+                        device=cfg.device, dataset=dataset)
     specs, skipped = select_families(list(cfg.task.metrics), cfg.protocol, cfg.task.request)
     families, unavailable = build_families(specs, ctx)
     skipped += unavailable

@@ -46,7 +46,7 @@ class ImageTokenizer(Protocol):
 class VQConfig:
     image_size: int = 64
     channels: int = 3  # grayscale images are replicated to 3 channels
-    widths: tuple[int, ...] = (48, 96, 128)  # one stride-2 stage per width: f = 2 ** len(widths)
+    widths: tuple[int, ...] = (32, 64, 96)  # one stride-2 stage per width: f = 2 ** len(widths)
     embed_dim: int = 32  # codebook vector size
     codebook_size: int = 512
     beta: float = 0.25  # commitment weight
@@ -79,8 +79,10 @@ class Encoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(cfg.channels, cfg.widths[0] // 2, 3, padding=1)]
         ch = cfg.widths[0] // 2
-        for w in cfg.widths:  # each stage halves the resolution
-            layers += [nn.Conv2d(ch, w, 4, stride=2, padding=1), ResBlock(w)]
+        for i, w in enumerate(cfg.widths):  # each stage halves the resolution
+            layers.append(nn.Conv2d(ch, w, 4, stride=2, padding=1))
+            if i > 0:  # no residual block at the costly full-resolution-ish first stage
+                layers.append(ResBlock(w))
             ch = w
         layers += [nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, cfg.embed_dim, 1)]
         self.net = nn.Sequential(*layers)
@@ -94,9 +96,10 @@ class Decoder(nn.Module):
         super().__init__()
         ch = cfg.widths[-1]
         layers: list[nn.Module] = [nn.Conv2d(cfg.embed_dim, ch, 3, padding=1), ResBlock(ch)]
-        for w in list(reversed(cfg.widths))[1:] + [cfg.widths[0] // 2]:  # each stage doubles it
+        outs = list(reversed(cfg.widths))[1:] + [cfg.widths[0] // 2]
+        for i, w in enumerate(outs):  # each stage doubles the resolution
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, w, 3, padding=1)]
-            if w != cfg.widths[0] // 2:
+            if i < len(outs) - 2:  # residual blocks only at the low resolutions, as in the encoder
                 layers.append(ResBlock(w))
             ch = w
         layers += [nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, cfg.channels, 3, padding=1)]

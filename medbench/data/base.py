@@ -37,4 +37,4 @@ class BadSample:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason} (sample {self.id!r})"
+        return f"{self.path}: {self.reason}" + (f" (sample {self.id!r})" if self.id else "")

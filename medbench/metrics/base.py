@@ -56,6 +56,7 @@ class MetricContext:
     reference: list[Sample] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    dataset: Any = None  # the whole loaded medbench Dataset (every split), for task-level metrics
 
 
 class Metric(ABC):
