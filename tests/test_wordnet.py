@@ -5,6 +5,7 @@ import gzip
 import re
 from pathlib import Path
 
+import nltk
 import pytest
 from nltk.corpus.reader.wordnet import WordNetCorpusReader
 from nltk.translate.meteor_score import single_meteor_score
@@ -19,8 +20,11 @@ MAN_PAGE = Path("/usr/share/man/man5/lexnames.5WN.gz")
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory):
+    """nltk's reader on a freshly built folder (nltk >= 3.9 reads only under nltk.data.path roots)."""
     nltk_data = build_wordnet_dir(nltk_data=tmp_path_factory.mktemp("nltk_data"))
-    return WordNetCorpusReader(str(nltk_data / "corpora" / "wordnet"), None)
+    nltk.data.path.append(str(nltk_data))
+    yield WordNetCorpusReader(str(nltk_data / "corpora" / "wordnet"), None)
+    nltk.data.path.remove(str(nltk_data))
 
 
 def data_line(pos: str, offset: int) -> str:
@@ -90,6 +94,7 @@ def test_build_is_idempotent_and_ensure_loads(tmp_path, monkeypatch):
     assert build_wordnet_dir(nltk_data=tmp_path) == first
     assert (first / "corpora/wordnet/data.noun").stat().st_mtime_ns == stamp
     assert (first / "corpora/wordnet/lexnames").read_text() == lexnames_text()
+    monkeypatch.setattr(nltk.data, "path", [*nltk.data.path, str(first)])
+    fresh = WordNetCorpusReader(str(first / "corpora/wordnet"), None)
     wn = ensure_wordnet()
-    assert [s.offset() for s in wn.synsets("effusion")] == [s.offset() for s in
-                                                            WordNetCorpusReader(str(first / "corpora/wordnet"), None).synsets("effusion")]
+    assert [s.offset() for s in wn.synsets("effusion")] == [s.offset() for s in fresh.synsets("effusion")]
