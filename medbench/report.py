@@ -199,29 +199,68 @@ def gallery(run_dir: Path, record: dict[str, Any], refs: list[dict[str, Any]], e
     return {"kind": kind, "cards": cards, "total": len(refs)}
 
 
-def per_label_sections(extras: dict[str, Any]) -> list[dict[str, Any]]:
-    """One table (and an F1 plot when there is F1) for every family whose extras hold ``per_label``."""
+def per_label_sections(run_dir: Path, record: dict[str, Any], extras: dict[str, Any]) -> list[dict[str, Any]]:
+    """A table (and an F1 plot) per family whose extras hold ``per_label``: a list of rows with
+    "label", a {label: row} dict, or {mapping: [rows]} (e.g. clinical's "pos" / "unc_pos")."""
     from medbench.plots import per_label_bars
 
     sections = []
     for family, data in sorted(extras.items()):
         table = data.get("per_label") if isinstance(data, dict) else None
-        if isinstance(table, list):
-            table = {str(r.get("label")): r for r in table if isinstance(r, dict)}
-        if not isinstance(table, dict) or not table:
-            continue
-        rows = {str(k): v for k, v in table.items() if isinstance(v, dict)}
-        columns = [c for c in dict.fromkeys(k for r in rows.values() for k in r) if c != "label"
-                   and all(isinstance(r.get(c), (int, float, list, type(None))) for r in rows.values())]
-        body = [[label] + [_cell(r.get(c)) for c in columns] for label, r in rows.items()]
-        plot = None
-        if any("f1" in r for r in rows.values()):
+        if isinstance(table, dict) and table and all(isinstance(v, list) for v in table.values()):
+            parts = [(mapping, rows) for mapping, rows in table.items()]
+        else:
+            parts = [(None, table)]
+        for mapping, rows in parts:
+            if isinstance(rows, list):
+                rows = {str(r.get("label")): r for r in rows if isinstance(r, dict)}
+            if not isinstance(rows, dict) or not rows:
+                continue
+            rows = {str(k): v for k, v in rows.items() if isinstance(v, dict)}
             names = list(rows)
-            plot = per_label_bars(names, [_num(rows[n].get("f1")) for n in names],
-                                  [_ci(rows[n], "f1")[0] for n in names], [_ci(rows[n], "f1")[1] for n in names],
-                                  title=f"{family}: per-label F1 with 95 % CI")
-        sections.append({"family": family, "columns": columns, "rows": body, "plot": plot})
+            cis = [_ci(rows[n], "f1") for n in names]
+            if any("f1" in r for r in rows.values()) and all(c == (None, None) for c in cis):
+                cis = label_f1_cis(run_dir, record, family, mapping, len(names)) or cis
+            columns = [c for c in dict.fromkeys(k for r in rows.values() for k in r) if c not in ("label", "f1_ci")
+                       and all(isinstance(r.get(c), (int, float, list, type(None))) for r in rows.values())]
+            has_ci = any(c != (None, None) for c in cis)
+            body = [[label] + [_cell(rows[label].get(c)) for c in columns] + ([_cell(list(ci)) if ci[0] is not None else "–"] if has_ci else [])
+                    for label, ci in zip(names, cis)]
+            title = family + (f" · {mapping}" if mapping else "")
+            plot = None
+            if any("f1" in r for r in rows.values()):
+                plot = per_label_bars(names, [_num(rows[n].get("f1")) for n in names], [c[0] for c in cis], [c[1] for c in cis],
+                                      title=f"{title}: per-label F1" + (" with 95 % CI" if has_ci else ""))
+            sections.append({"family": title, "columns": columns + (["f1 95 % CI"] if has_ci else []), "rows": body, "plot": plot})
     return sections
+
+
+def label_f1_cis(run_dir: Path, record: dict[str, Any], family: str, mapping: str | None,
+                 n_labels: int) -> list[tuple[float | None, float | None]] | None:
+    """Per-label F1 CIs by patient bootstrap of the family's per-sample ``tp/fp/fn[.mapping]`` count
+    rows (shape samples × labels, columns in per_label order); None when the stats do not fit."""
+    import numpy as np
+
+    from medbench.stats.bootstrap import resample_indices
+
+    suffix = f".{mapping}" if mapping else ""
+    try:
+        from safetensors.numpy import load_file
+
+        stats = load_file(str(run_dir / "stats" / f"{family}.safetensors"))
+        patients = json.loads((run_dir / "samples.json").read_text())["patients"]
+        tp, fp, fn = (np.asarray(stats[f"{c}{suffix}"], dtype=np.float64) for c in ("tp", "fp", "fn"))
+    except (OSError, KeyError, ValueError):
+        return None
+    if not (tp.shape == fp.shape == fn.shape == (len(patients), n_labels)):
+        return None
+    draws = []
+    for idx in resample_indices(patients, min(int(record.get("bootstrap") or 1000), 1000), int(record.get("seed", 0))):
+        t, f_p, f_n = tp[idx].sum(0), fp[idx].sum(0), fn[idx].sum(0)
+        denom = 2 * t + f_p + f_n
+        draws.append(np.divide(2 * t, denom, out=np.zeros_like(t), where=denom > 0))
+    lo, hi = np.percentile(np.asarray(draws), [2.5, 97.5], axis=0)
+    return [(float(a), float(b)) for a, b in zip(lo, hi)]
 
 
 def _num(x: Any) -> float | None:
@@ -292,7 +331,12 @@ def metric_groups(record: dict[str, Any]) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for name, m in record.get("metrics", {}).items():
         groups.setdefault(family_group(name, m), []).append(dict(m, name=name, primary=name == record.get("primary_metric")))
-    return [{"family": k, "metrics": sorted(v, key=lambda m: m["name"])} for k, v in sorted(groups.items())]
+    out = []
+    for family, members in sorted(groups.items()):
+        variants = {m.get("variant") or "" for m in members}
+        shared = variants.pop() if len(variants) == 1 else None  # one variant for the family: say it once
+        out.append({"family": family, "variant": shared, "metrics": sorted(members, key=lambda m: m["name"])})
+    return out
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -311,7 +355,7 @@ def report_context(run_dir: Path, gallery_size: int = 12) -> dict[str, Any]:
         "record": record, "prov": record.get("provenance") or {}, "groups": metric_groups(record),
         "primary": primary, "primary_metric": metrics.get(primary) if primary else None,
         "gallery": gallery(run_dir, record, refs, extras, gallery_size) if refs else None,
-        "per_label": per_label_sections(extras), "fid_plot": fid_plot(metrics),
+        "per_label": per_label_sections(run_dir, record, extras), "fid_plot": fid_plot(metrics),
         "memorization": memorization(run_dir, record, extras, gallery_size, warnings),
         "skipped": record.get("skipped", []), "warnings": warnings,
     }

@@ -92,7 +92,7 @@ def tensor_to_image(x: torch.Tensor, domain: str) -> Image.Image:
     if domain == "cxr":
         x = x.mean(0, keepdim=True)
     pixels = ((x + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(pixels[..., 0], mode="L") if domain == "cxr" else Image.fromarray(pixels, mode="RGB")
+    return Image.fromarray(pixels[..., 0].copy() if domain == "cxr" else pixels)  # uint8 HxW -> L, HxWx3 -> RGB
 
 
 def file_sha256(path: str | Path) -> str:

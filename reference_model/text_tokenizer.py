@@ -78,3 +78,29 @@ def train_text_tokenizer(texts: Iterable[str], out_path: str | Path, vocab_size:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_path))
     return TextTokenizer.from_file(out_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m reference_model.text_tokenizer --out DIR: train on the phantom train reports + prompts."""
+    import argparse
+    import json
+
+    from reference_model.data import load_samples
+
+    ap = argparse.ArgumentParser(description="Train MeDiM's byte-level BPE on train-split reports and prompts.")
+    ap.add_argument("--out", required=True, type=Path, help="folder for text-tokenizer.json")
+    ap.add_argument("--datasets", nargs="+", default=["cxr-phantom", "path-phantom"])
+    ap.add_argument("--vocab-size", type=int, default=1536)
+    ap.add_argument("--min-frequency", type=int, default=2)
+    a = ap.parse_args(argv)
+    samples = load_samples(a.datasets, "train", {})
+    texts = [s.report.strip() for s in samples if s.report] + [s.prompt.strip() for s in samples if s.prompt]
+    tok = train_text_tokenizer(texts, a.out / "text-tokenizer.json", a.vocab_size, a.min_frequency)
+    lengths = sorted(len(tok.encode(s.report)) for s in samples if s.report)
+    print(json.dumps({"path": str(a.out / "text-tokenizer.json"), "vocab_size": tok.vocab_size, "sha256": tok.sha256,
+                      "n_texts": len(texts), "report_tokens_p50": lengths[len(lengths) // 2],
+                      "report_tokens_max": lengths[-1]}))
+
+
+if __name__ == "__main__":
+    main()

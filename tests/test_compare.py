@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def test_gate_needs_significance_and_tolerance():
     assert judge(nan, GateRule("m", None)).status == "fail"
     missing = Row("m", "f", True, 0.8, None, None, None, None, None, None, "missing")
     assert judge(missing, GateRule("m", None)).status == "fail"
-    assert [r.status for r in evaluate_gate([worse], [GateRule("nothing.*", None)])] == ["fail"]
+    assert [r.status for r in evaluate_gate([worse], [GateRule("nothing.*", None)])] == ["fail"]  # a typo guard
+    assert [r.status for r in evaluate_gate([worse], [GateRule("nothing.*", None, optional=True)])] == ["skipped"]
+    assert [r.status for r in evaluate_gate([missing], [GateRule("m", None, optional=True)])] == ["fail"]
 
 
 def test_gate_file_validation(tmp_path):
@@ -128,3 +131,42 @@ def test_unpaired_fallback_when_runs_share_no_samples(tmp_path):
     acc = rows["toy.acc"]
     assert acc.method == "unpaired" and "share no sample ids" in acc.note
     assert acc.ci_high < 0 and acc.p_value < 0.05 and np.isclose(acc.diff, acc.b - acc.a)
+
+
+@pytest.mark.slow
+def test_end_to_end_runs_report_store_leaderboard_and_gate(tmp_path):
+    """Real runs: oracle and random at once into one store, oracle again with another seed."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "medbench.sqlite"
+
+    def run(model: str, seed: int = 0) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "medbench", "run", "--task", "joint_pairs", "--model", model, "--n", "20",
+                                 "--seed", str(seed), "--bootstrap", "100", "--out", str(tmp_path / "runs"), "--store", str(store)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    procs = [run("oracle"), run("random")]  # two processes finishing into one store at about the same time
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    again = run("oracle", seed=1)
+    assert again.wait(timeout=900) == 0, again.stdout.read()
+    dirs = {load_record(d)["model"] + str(load_record(d)["seed"]): d for d in (tmp_path / "runs").iterdir() if (d / "run.json").exists()}
+    assert set(dirs) == {"oracle0", "random0", "oracle1"} and all((d / "report.html").exists() for d in dirs.values())
+    assert {r["model"] for r in Store(store).runs(task="joint_pairs")} == {"oracle", "random"}
+
+    cli = [sys.executable, "-m", "medbench"]
+    worse = subprocess.run([*cli, "compare", str(dirs["oracle0"]), "store:model=random,task=joint_pairs", "--store", str(store),
+                            "--gate", str(EXAMPLE_GATE), "--junit", str(tmp_path / "junit.xml"), "--n-perm", "200", "--n-boot", "200"],
+                           capture_output=True, text=True, timeout=600)
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "Gate FAILED" in worse.stdout and "nlg.coco.bleu4: significantly worse" in worse.stdout
+    assert ET.parse(tmp_path / "junit.xml").getroot().find("testsuite").get("failures") != "0"
+    same = subprocess.run([*cli, "compare", str(dirs["oracle0"]), str(dirs["oracle1"]), "--gate", str(EXAMPLE_GATE),
+                           "--n-perm", "200", "--n-boot", "200"], capture_output=True, text=True, timeout=600)
+    assert same.returncode == 0, same.stdout + same.stderr
+    board = subprocess.run([*cli, "leaderboard", "--task", "joint_pairs", "--store", str(store), "--out", str(tmp_path / "lb"),
+                            "--n-perm", "200"], capture_output=True, text=True, timeout=600)
+    assert board.returncode == 0, board.stderr
+    rows = list(csv.DictReader((tmp_path / "lb" / "leaderboard.csv").open()))
+    assert {r["model"] for r in rows} == {"oracle", "random"}

@@ -48,7 +48,7 @@ def test_training_cases_and_cond_dropout():
     cfg = small_cfg(p_t2i=0.3, p_i2t=0.3, p_prompt=0.2, p_cond_dropout=0.0)
     diff = MaskedDiffusion(cfg)
     tok = diff.tokens
-    batch = collate([SyntheticPairs(cfg, n=400)[i] for i in range(400)], tok)
+    batch = collate(list(SyntheticPairs(cfg, n=400)), tok)
     noise = diff.draw_noise(400, torch.Generator().manual_seed(0))
     xt, weight, case = diff.corrupt(batch["state"], batch["text_mask"], batch["prompt_len"], noise)
     x0, masked = batch["state"], xt == tok.mask_id
@@ -72,7 +72,7 @@ def test_training_cases_and_cond_dropout():
 
 def test_pad_supervision_option():
     cfg = small_cfg()
-    batch = collate([SyntheticPairs(cfg, n=4)[i] for i in range(4)], TokenSpace(cfg))
+    batch = collate(list(SyntheticPairs(cfg, n=4)), TokenSpace(cfg))
     noise = MaskedDiffusion(cfg).draw_noise(4, torch.Generator().manual_seed(0))
     for supervise in (True, False):
         diff = MaskedDiffusion(cfg.replace(supervise_pad=supervise))
@@ -87,7 +87,7 @@ def test_tiny_model_overfits_one_batch():
     cfg = small_cfg(adaln_init="zero")
     model = MeDiMBackbone(cfg)
     diff = MaskedDiffusion(cfg)
-    batch = collate([SyntheticPairs(cfg, n=4)[i] for i in range(4)], diff.tokens)
+    batch = collate(list(SyntheticPairs(cfg, n=4)), diff.tokens)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     fixed = diff.draw_noise(4, torch.Generator().manual_seed(0))
     fixed["t"] = torch.full((4,), 0.5)

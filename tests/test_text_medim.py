@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +159,16 @@ def test_batch_size_independence(corpus):
     for key in stats_many:
         np.testing.assert_array_equal(stats_many[key], stats_one[key])
     assert values_many == values_one
+
+
+def test_ensure_wordnet_is_wordnet_30(wordnet):
+    """nltk's global reader (built offline if needed) lists Debian's WordNet 3.0 offsets for 'effusion'."""
+    index = Path("/usr/share/wordnet/index.noun")
+    if not index.is_file():
+        pytest.skip("Debian wordnet-base not installed")
+    line = next(l for l in open(index) if l.startswith("effusion "))
+    assert [s.offset() for s in wordnet.synsets("effusion", pos="n")] == [int(t) for t in line.split() if len(t) == 8 and t.isdigit()]
+    assert wordnet.get_version() == "3.0"
 
 
 def test_identical_reports_score_one(corpus):

@@ -31,13 +31,13 @@ DOMAINS = ("cxr", "path")
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
     image_size: int = 64
-    n_train: int = 3000  # per domain, passed to the phantom generator
+    n_train: int = 4000  # per domain, passed to the phantom generator (its default)
     threads: int = 1
 
 

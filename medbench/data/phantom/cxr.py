@@ -69,7 +69,7 @@ PHRASES = {
     },
     "Edema": {
         1: ["{Severity} pulmonary edema.", "There is {severity} interstitial pulmonary edema.",
-            "{Severity} pulmonary vascular congestion.", "Bilateral perihilar haziness due to {severity} pulmonary edema."],
+            "{Severity} interstitial edema.", "Bilateral perihilar haziness due to {severity} pulmonary edema."],
         0: ["No pulmonary edema.", "No evidence of pulmonary edema.", "There is no edema.", "No pulmonary vascular congestion."],
         -1: ["Possible mild pulmonary edema.", "Mild perihilar haziness may represent early pulmonary edema.",
              "Cannot exclude mild pulmonary vascular congestion."],
@@ -350,7 +350,7 @@ def render(spec: dict, size: int, rng: np.random.Generator) -> np.ndarray:
     if state("Consolidation") in (1, -1):
         d = f["Consolidation"]
         cy, cx = LOBE_CENTRES[d["lobe"]]
-        k = 0.8 if d["state"] == 1 else 0.45
+        k = 0.9 if d["state"] == 1 else 0.45
         blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * (0.14 if d["state"] == 1 else 0.08) ** 2))
         patch = np.clip(blob * (0.8 + 0.5 * smooth_noise(rng, size, 0.035)[0]) - 0.15, 0, 1) / 0.85
         air = air * (1 - k * patch)
@@ -359,7 +359,7 @@ def render(spec: dict, size: int, rng: np.random.Generator) -> np.ndarray:
         cy, cx = LOBE_CENTRES[d["lobe"]]
         cy, cx = cy + 0.12 * d["offset"][0], cx + 0.1 * d["offset"][1]
         r = 0.035 if d["state"] == -1 else 0.035 + 0.022 * d["cm"]
-        density += (0.16 if d["state"] == -1 else 0.3) * soft(np.sqrt((y - cy) ** 2 + (x - cx) ** 2) - r, edge)
+        density += (0.18 if d["state"] == -1 else 0.4) * soft(np.sqrt((y - cy) ** 2 + (x - cx) ** 2) - r, edge)
     if state("Edema") in (1, -1):
         d = f["Edema"]
         k = 0.25 if d["state"] == -1 else EDEMA_STRENGTH[d["severity"]]

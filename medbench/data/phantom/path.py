@@ -223,9 +223,9 @@ def render(spec: dict, size: int, rng: np.random.Generator) -> np.ndarray:
     if spec.get("Inflammation") == 1:
         for _ in range(int(rng.integers(2, 4))):
             ky, kx = rng.uniform(-0.7, 0.7, 2)
-            k = int(rng.integers(18, 30))
-            ly, lx = (np.array([ky, kx])[:, None] + 0.11 * rng.standard_normal((2, k))).astype(np.float32)
-            extras.append((ly, lx, np.full(k, 0.024, np.float32), np.full(k, 0.024, np.float32), np.zeros(k, np.float32), np.full(k, 1.7, np.float32)))
+            k = int(rng.integers(30, 45))
+            ly, lx = (np.array([ky, kx])[:, None] + 0.1 * rng.standard_normal((2, k))).astype(np.float32)
+            extras.append((ly, lx, np.full(k, 0.026, np.float32), np.full(k, 0.026, np.float32), np.zeros(k, np.float32), np.full(k, 2.0, np.float32)))
     if spec["Mitoses"] in (1, -1):  # mitotic figures: very dark elongated clumped chromatin with a clear halo
         k = int(rng.integers(3, 6)) if spec["Mitoses"] == 1 else 1
         my, mx = rng.uniform(-0.8, 0.8, (2, k)).astype(np.float32)
