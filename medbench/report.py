@@ -165,13 +165,16 @@ def label_table(sets: dict[str, dict[str, Any]], compare: tuple[str, str]) -> di
 
 
 def request_kind(record: dict[str, Any], outputs: Path) -> str:
+    """What the model was asked for, read off its outputs (cheap); the task spec when there are none."""
+    has_png, has_txt = any(outputs.glob("*.png")), any(outputs.glob("*.txt"))
+    if has_png or has_txt:
+        return "prompt->pair" if has_png and has_txt else "report->image" if has_png else "image->report"
     try:
         from medbench.tasks import load_task
 
         return load_task(record["task"]).request
-    except Exception:  # a task from a plugin that is not installed here: infer from the outputs
-        has_png, has_txt = any(outputs.glob("*.png")), any(outputs.glob("*.txt"))
-        return "prompt->pair" if has_png and has_txt else "report->image" if has_png else "image->report"
+    except Exception:  # a task from a plugin that is not installed here
+        return "prompt->pair"
 
 
 def gallery(run_dir: Path, record: dict[str, Any], refs: list[dict[str, Any]], extras: dict[str, Any],

@@ -109,7 +109,8 @@ def test_training_copies_are_flagged_and_heldout_images_are_not(phantom):
     st_h, heldout = run(factory(make_ctx(phantom, opts, kind)), held_out, batch=13)
     assert heldout["memorization.nn_closer_than_p1"] <= 0.05
     assert 0.7 < heldout["memorization.nn_distance_ratio"] < 1.4
-    np.testing.assert_array_equal(st["real_nn"], st_h["real_nn"])  # batch size does not change rows
+    # batch size changes rows only by BLAS summation order (the features themselves are cached rows)
+    np.testing.assert_allclose(st["real_nn"], st_h["real_nn"], rtol=1e-12, atol=1e-15)
 
 
 def test_report_copy_rate_against_heldout_baseline(phantom):

@@ -95,7 +95,8 @@ class ReportIndex:
 
 def nearest(query: np.ndarray, base: np.ndarray, k: int = TOP_K, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
     """(indices, distances) of the k nearest rows of `base` for every query row, ascending, in chunks.
-    cosine: 1 - cos (rows L2-normalised first); l2: Euclidean. Ties: lower index first."""
+    cosine: 1 - cos (rows L2-normalised first); l2: Euclidean. Ties: lower index first. A row's
+    distances do not depend on the other query rows beyond BLAS summation order (~1e-16)."""
     k = min(k, len(base))
     if metric == "cosine":
         base = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-12)
