@@ -14,7 +14,7 @@ from medbench.metrics.image_labels import f1_optimal_threshold
 from medbench.metrics.label_fidelity import auroc_per_label, factory, fidelity_values
 from medbench.records import Output, Request
 
-PHANTOM = {"n_train": "240", "n_val": "80", "n_test": "120"}
+PHANTOM = {"n_train": "240", "n_val": "120", "n_test": "120"}
 
 
 def encoder_options() -> dict:

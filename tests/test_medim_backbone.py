@@ -54,8 +54,8 @@ def test_bidirectional_vs_causal(arch, impl):
 
 
 def test_unmasked_pad_is_hidden_key():
-    """An unmasked pad is not attended to: changing nothing but whether a pad is [MASK] changes outputs,
-    while two sequences differing only in hidden pads' presence elsewhere agree."""
+    """Key mask (spec A.3): unmasked pads are hidden keys, a masked pad is attended, and the output at real
+    positions does not depend on what an unmasked pad's neighbours in the hidden set are."""
     torch.manual_seed(0)
     net = MeDiMBackbone(small_cfg()).eval()
     tok = net.tokens
@@ -67,6 +67,10 @@ def test_unmasked_pad_is_hidden_key():
     masked[0, 5] = tok.mask_id
     _, keys2 = tok.build_sequence(masked, tok.cond_ids(["cxr"]))
     assert keys2.sum() == ids.shape[1] - 1
+    with torch.no_grad():
+        a = net(state, torch.tensor([0.5]), tok.cond_ids(["cxr"]))
+        b = net(masked, torch.tensor([0.5]), tok.cond_ids(["cxr"]))
+    assert not torch.allclose(a[0, tok.text_len:], b[0, tok.text_len:])  # the masked pad is now visible
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma"])

@@ -14,7 +14,7 @@ from medbench.metrics.base import MetricContext, Scored
 from medbench.metrics.pair_consistency import agreement, derangement, factory
 from medbench.records import Output, Request
 
-PHANTOM = {"n_train": "240", "n_val": "80", "n_test": "120"}
+PHANTOM = {"n_train": "240", "n_val": "120", "n_test": "120"}
 KIND = "prompt->pair"
 
 

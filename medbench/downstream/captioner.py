@@ -84,7 +84,7 @@ class Block(nn.Module):
 
     def __init__(self, d: int, n_head: int, dropout: float):
         super().__init__()
-        self.n_head, self.dropout = n_head, dropout
+        self.n_head = n_head
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(dropout))
@@ -99,7 +99,7 @@ class Block(nn.Module):
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
                 causal = False
             cache[:] = [k, v]
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # no attention dropout: costly on CPU
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
         return x + self.mlp(self.ln2(x))
 
@@ -108,8 +108,8 @@ class CaptionNet(nn.Module):
     def __init__(self, cfg: CaptionerConfig, channels: int, size: int, vocab_size: int):
         super().__init__()
         d = cfg.d_model
-        self.encoder = nn.Sequential(nn.Conv2d(channels, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
-                                     nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, d, 3, 2, 1))
+        self.encoder = nn.Sequential(nn.Conv2d(channels, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                                     nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, d, 3, 2, 1))
         self.cond = nn.Linear(d, d)  # the pooled image vector, added to every word embedding
         self.img_pos = nn.Parameter(torch.zeros(1, (-(-size // 8)) ** 2, d))
         self.tok_emb = nn.Embedding(vocab_size, d)
@@ -118,6 +118,11 @@ class CaptionNet(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # weight tying, as nanoGPT
+        for m in self.modules():  # nanoGPT's init: small normal weights, zero biases
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(prefix tokens (b, P, d), conditioning vector (b, 1, d))."""

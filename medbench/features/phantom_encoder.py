@@ -131,6 +131,7 @@ def save_weights(net: PhantomEncoderNet, path: Path, card: dict) -> str:
     cfg = asdict(net.cfg)
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(path), metadata={"config": json.dumps(cfg)})
+    path.chmod(0o644)
     digest = sha256_file(path)
     card = {**card, "config": cfg, "weights_file": path.name, "sha256": digest}
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")

@@ -162,6 +162,12 @@ def auroc_per_label(net: PhantomEncoderNet, data: DomainData, domain: str) -> di
     return res
 
 
+def phantom_params(root: Path) -> dict | None:
+    """The generator's parameters (incl. generator_version) from <root>/phantom.json, if present."""
+    meta = root / "phantom.json"
+    return {k: v for k, v in json.loads(meta.read_text()).items() if k != "notice"} if meta.is_file() else None
+
+
 # ---- command line ----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m medbench.features.train_phantom_encoder " + " ".join(argv if argv is not None else sys.argv[1:]),
         "train_config": asdict(cfg),
         "data": {d: {"root": str(r), "generator": "medbench.data.phantom.generate.ensure_phantom" if not args.data else None,
-                     "generator_seed": 0, "n_train_images": len(train[d].x), "n_val_images": len(val[d].x)}
+                     "generator_seed": 0, "n_train_images": len(train[d].x), "n_val_images": len(val[d].x),
+                     "phantom_params": phantom_params(Path(r))}
                  for d, r in roots.items()},
         "n_parameters": sum(p.numel() for p in net.parameters()),
         "val_auroc": aurocs,

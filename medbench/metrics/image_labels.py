@@ -62,16 +62,21 @@ def encoder_choice(options: dict[str, Any], key: str) -> tuple[str, str | None]:
     return name, weights
 
 
-def check_registered(metric: str, extractor: str, domain: str, labeler: str | None = None):
-    """Cheap factory-time checks: the extractor is registered and a labeler serves the domain.
-    Returns the labeler spec; raises MetricUnavailable with the reason."""
-    from medbench.labelers.plugin import labeler_spec_for
+def check_extractor(metric: str, extractor: str) -> None:
+    """Cheap factory-time check: the extractor is registered. Weights are checked at first use (a
+    factory also rebuilds stored runs for `compare`, where only the per-sample rows matter)."""
     from medbench.registry import registry
 
     base = "hf" if extractor.startswith("hf:") else extractor
     if base not in registry().entries["extractors"]:
         known = ", ".join(registry().names("extractors")) or "(none)"
         raise MetricUnavailable(f"{metric}: feature extractor {extractor!r} is not registered (known: {known})")
+
+
+def check_labeler(metric: str, domain: str, labeler: str | None = None):
+    """Cheap factory-time check: a labeler serves the domain (or the named one exists); returns its spec."""
+    from medbench.labelers.plugin import labeler_spec_for
+
     try:
         return labeler_spec_for(domain, labeler)
     except KeyError as e:

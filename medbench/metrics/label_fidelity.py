@@ -23,8 +23,8 @@ import numpy as np
 
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
-from medbench.metrics.image_labels import (DEFAULT_MAPPING, ImageEncoder, binarise, check_registered, encoder_choice,
-                                           mapping_or_error, sample_labels, threshold_samples)
+from medbench.metrics.image_labels import (DEFAULT_MAPPING, ImageEncoder, binarise, check_extractor, check_labeler,
+                                           encoder_choice, mapping_or_error, sample_labels, threshold_samples)
 from medbench.registry import MetricSpec
 
 FAMILY = "image.label_fidelity"
@@ -154,7 +154,8 @@ class LabelFidelity(Metric):
 def factory(ctx: MetricContext) -> LabelFidelity:
     """Cheap: checks the extractor is registered and a labeler serves the domain; loads nothing."""
     name, weights = encoder_choice(ctx.options, "label_extractor")
-    spec = check_registered(FAMILY, name, ctx.domain, ctx.options.get("labeler"))
+    check_extractor(FAMILY, name)
+    spec = check_labeler(FAMILY, ctx.domain, ctx.options.get("labeler"))
     return LabelFidelity(ImageEncoder(name, weights, ctx.domain, FAMILY), spec,
                          mapping=ctx.options.get("label_mapping", DEFAULT_MAPPING), train=ctx.train, dataset=ctx.dataset,
                          evaluated_split=getattr(ctx.task, "split", None), seed=ctx.seed)

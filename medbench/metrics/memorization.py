@@ -41,9 +41,9 @@ import numpy as np
 
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
-from medbench.metrics.image_labels import ImageEncoder, encoder_choice
+from medbench.metrics.image_labels import ImageEncoder, check_extractor, encoder_choice
 from medbench.records import produces
-from medbench.registry import MetricSpec, registry
+from medbench.registry import MetricSpec
 
 FAMILY = "memorization"
 TOP_K = 3
@@ -151,7 +151,8 @@ class Memorization(Metric):
                 names |= {f"{FAMILY}.{stat}": False, f"{FAMILY}.{stat}_real": False}
         self.higher_is_better = names
         self._train_features = self._train_ids = self._reports = None
-        self._rows: dict[str, list[np.ndarray]] = {k: [] for k in ("gen_nn", "real_nn", "gen_copy", "real_copy", "gen_ngram", "real_ngram")}
+        rows = ("gen_nn", "real_nn", "gen_copy", "real_copy", "gen_ngram", "real_ngram")
+        self._rows: dict[str, list[np.ndarray]] = {k: [] for k in rows}
         self._neighbours: list[dict[str, Any]] = []
 
     @property
@@ -254,10 +255,7 @@ def factory(ctx: MetricContext) -> Memorization:
     encoder = None
     if "image" in parts:
         name, weights = encoder_choice(ctx.options, "memorization_extractor")
-        base = "hf" if name.startswith("hf:") else name
-        if base not in registry().entries["extractors"]:
-            raise MetricUnavailable(f"{FAMILY}: feature extractor {name!r} is not registered "
-                                    f"(known: {', '.join(registry().names('extractors')) or '(none)'})")
+        check_extractor(FAMILY, name)
         encoder = ImageEncoder(name, weights, ctx.domain, FAMILY, need_head=False)
     return Memorization(parts, encoder, ctx.train, distance=ctx.options.get("memorization_distance", "cosine"),
                         ngram=int(ctx.options.get("memorization_ngram", NGRAM)))
