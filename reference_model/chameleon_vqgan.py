@@ -61,6 +61,8 @@ class ChameleonVQGANConfig:
         self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions or ())
         if self.double_z:
             raise ValueError("double_z must be false for a VQ model (the quantiser takes z_channels features)")
+        if not self.resamp_with_conv:
+            raise ValueError("resamp_with_conv=false (pooling / conv-free upsampling) is not supported")
         if self.attn_type not in ("vanilla", "none"):
             raise ValueError(f"attn_type must be 'vanilla' or 'none', got {self.attn_type!r}")
         widths = {self.ch * m for m in self.ch_mult}
@@ -197,11 +199,6 @@ def _middle(ch: int, cfg: ChameleonVQGANConfig) -> nn.Module:
     return mid
 
 
-def _check_resampling(cfg: ChameleonVQGANConfig):
-    if not cfg.resamp_with_conv:
-        raise ValueError("resamp_with_conv=false (pooling / conv-free upsampling) is not supported")
-
-
 # ----------------------------------------------------------------------------- encoder and decoder
 
 
@@ -211,7 +208,6 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: ChameleonVQGANConfig):
         super().__init__()
-        _check_resampling(cfg)
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
         self.down = nn.ModuleList()
         ch, res = cfg.ch, cfg.resolution
@@ -246,7 +242,6 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: ChameleonVQGANConfig):
         super().__init__()
-        _check_resampling(cfg)
         ch, res = cfg.ch * cfg.ch_mult[-1], cfg.resolution // cfg.factor
         self.conv_in = nn.Conv2d(cfg.z_channels, ch, 3, padding=1)
         self.mid = _middle(ch, cfg)
@@ -396,16 +391,19 @@ WEIGHTS_NAME = "vqgan.safetensors"
 
 
 def build_from_card(card: dict, weights: Path) -> ChameleonVQGAN:
-    """Builder for reference_model.vq.IMAGE_TOKENIZERS["chameleon-vqgan"]: strict load, eval mode."""
+    """Builder for reference_model.vq.IMAGE_TOKENIZERS["chameleon-vqgan"]: strict load, eval mode, frozen."""
     from safetensors.torch import load_file
 
-    model = ChameleonVQGAN(ChameleonVQGANConfig.from_dict(card.get("config", {}), source=str(weights)))
+    cfg = ChameleonVQGANConfig.from_dict(card.get("config", {}), source=str(weights))
+    with torch.device("meta"):  # no random init of 68.7 M parameters that are overwritten at once
+        model = ChameleonVQGAN(cfg)
     state = load_file(str(weights))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    if problems:
         raise ValueError(f"{weights}: does not match the chameleon-vqgan config in its card "
-                         f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                         f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})")
+                         f"({len(problems)} missing, unexpected or mis-shaped tensors, e.g. {problems[:5]})")
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 
 

@@ -325,6 +325,11 @@ def test_convert_synthetic_lightning_checkpoint(tmp_path, monkeypatch):
     tok = vq.load_image_tokenizer(out)
     assert isinstance(tok, ChameleonVQGAN) and isinstance(tok, vq.ImageTokenizer) and tok.sha256 == card["sha256"]
 
+    wrong = dict(card, config=dict(card["config"], n_embed=128))
+    (out / "vq.json").write_text(json.dumps(wrong))
+    with pytest.raises(ValueError, match="does not match the chameleon-vqgan config"):
+        load_chameleon_vqgan(out)
+    (out / "vq.json").write_text(json.dumps(card))
     (out / card["weights"]).write_bytes(b"corrupt")
     with pytest.raises(ValueError, match="sha256 mismatch"):
         load_chameleon_vqgan(out)
