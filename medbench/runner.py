@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from medbench.data.base import Dataset
+from medbench.home import medbench_home
 from medbench.metrics.base import MetricContext, Scored
 from medbench.models.base import ModelContext
 from medbench.outputs import OutputsFolder, check_output
@@ -218,7 +219,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     if missing:
         raise RuntimeError(f"{run_dir / 'outputs'}: outputs missing for {len(missing)} samples after generation: {missing[:20]}")
     ctx = MetricContext(task=cfg.task, domain=dataset.domain, protocol=cfg.protocol, seed=cfg.seed,
-                        cache_dir=Path(os.environ.get("MEDBENCH_HOME", Path.home() / ".cache" / "medbench")),
+                        cache_dir=medbench_home(),
                         run_dir=run_dir, train=dataset.split("train"), reference=samples, options=cfg.metric_options,
                         device=cfg.device, dataset=dataset)
     specs, skipped = select_families(list(cfg.task.metrics), cfg.protocol, cfg.task.request)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from medbench.home import medbench_home
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
 from medbench.registry import MetricSpec, registry
 from medbench.stats.bootstrap import bootstrap_ci
@@ -131,6 +132,6 @@ def load_family(run_dir: Path, family: str) -> tuple[Metric, dict[str, np.ndarra
     stats = load_file(str(path))
     samples = json.loads((run_dir / "samples.json").read_text())
     ctx = MetricContext(task=load_task(record["task"]), domain=record["domain"], protocol=record["protocol"],
-                        seed=record["seed"], cache_dir=Path(), run_dir=run_dir, options=record.get("options", {}).get("metric", {}))
+                        seed=record["seed"], cache_dir=medbench_home(), run_dir=run_dir, options=record.get("options", {}).get("metric", {}))
     metric = registry().get("metrics", family).factory(ctx)
     return metric, stats, samples["ids"], samples["patients"]

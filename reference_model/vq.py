@@ -46,7 +46,7 @@ class ImageTokenizer(Protocol):
 class VQConfig:
     image_size: int = 64
     channels: int = 3  # grayscale images are replicated to 3 channels
-    widths: tuple[int, ...] = (32, 64, 96)  # one stride-2 stage per width: f = 2 ** len(widths)
+    widths: tuple[int, ...] = (32, 64)  # one stride-2 stage per width: f = 2 ** len(widths)
     embed_dim: int = 32  # codebook vector size
     codebook_size: int = 512
     beta: float = 0.25  # commitment weight

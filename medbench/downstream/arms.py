@@ -108,7 +108,7 @@ class Settings:
     min_support: int = 5  # classifier labels need this many test positives and negatives
     n_boot: int = 1000  # two-level bootstrap resamples (used when the runner does not pass its own)
     n_perm: int = 1000  # permutations of the paired test per arm
-    threads: int = 0  # torch threads while training (0: leave torch's default)
+    workers: int = 2  # trainings run in this many single-threaded processes (1: in-process)
     model_options: dict = field(default_factory=dict)  # {model name: options for its factory}
 
     @classmethod

@@ -39,6 +39,32 @@ CLASSIFIER_SCORES = ("auroc", "f1")
 CAPTIONER_SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "ce_f1")
 
 
+# ----------------------------------------------------------------------------- training (serial or in worker processes)
+
+def _fit(job):
+    import torch
+
+    model, train, test_images, seed, budget = job
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread per training: the same numbers serially or in workers
+    try:
+        return model.fit_predict(train, test_images, seed=seed, **budget)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_jobs(jobs: list[tuple], workers: int) -> list:
+    """fit_predict every (model, train set, test images, seed, budget) job; results in job order.
+    ``workers`` > 1 runs them in that many spawned processes (each single-threaded)."""
+    if workers <= 1 or len(jobs) < 2:
+        return [_fit(j) for j in tqdm(jobs, desc="downstream: train arms", unit="model")]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        return list(tqdm(pool.map(_fit, jobs), total=len(jobs), desc=f"downstream: train arms ({workers} workers)", unit="model"))
+
+
 # ----------------------------------------------------------------------------- per-sample scores -> values
 
 def auroc_columns(target: np.ndarray, prob: np.ndarray) -> np.ndarray:
@@ -203,8 +229,6 @@ class DownstreamAugmentation(Metric):
         import torch
 
         st = self.settings
-        if st.threads:
-            torch.set_num_threads(st.threads)
         dataset = self._dataset()
         if self.ctx.task is not None and getattr(self.ctx.task, "split", None) == "test":
             raise ValueError("downstream: the generation pool must be disjoint from the test split, but the task "
@@ -235,10 +259,8 @@ class DownstreamAugmentation(Metric):
         out: dict[str, np.ndarray] = {"classifier.target": test_y[:, cols]} if any(
             self.downstream[m].kind == "labels" for m in self.models) else {}
 
-        preds: dict[tuple[str, str], list] = {}
-        arm_sizes = {}
-        jobs = [(m, arm, seed) for m in self.models for arm in self.arms for seed in st.seeds]
-        for model, arm, seed in tqdm(jobs, desc="downstream: train arms", unit="model"):
+        arm_sizes, jobs = {}, []
+        for model, arm, seed in [(m, arm, seed) for m in self.models for arm in self.arms for seed in st.seeds]:
             real_idx, synth_idx = plans[seed][arm]
             r = np.array([where[int(i)] for i in real_idx], dtype=np.int64)
             train = TrainSet(images=torch.cat([real_images[r], synth_images[synth_idx]]),
@@ -247,8 +269,10 @@ class DownstreamAugmentation(Metric):
                              label_names=label_names,
                              synthetic=np.r_[np.zeros(len(r), bool), np.ones(len(synth_idx), bool)])
             arm_sizes[arm] = {"real": len(r), "synthetic": len(synth_idx)}
-            pred = self.downstream[model].fit_predict(train, test_images, seed=seed, **st.budget(model))
-            preds.setdefault((model, arm), []).append(pred)
+            jobs.append(((model, arm), self.downstream[model], train, test_images, seed, st.budget(model)))
+        preds: dict[tuple[str, str], list] = {}
+        for key, pred in zip([j[0] for j in jobs], train_jobs([j[1:] for j in jobs], st.workers)):
+            preds.setdefault(key, []).append(pred)  # seeds stay in order: jobs are listed seed by seed
 
         refs = [s.report for s in test]
         for model in self.models:

@@ -25,13 +25,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from medbench.home import medbench_home
 from medbench.features.base import FeatureExtractor
 
 FLUSH_ROWS = 4096  # rows per shard written
 
 
-def medbench_home() -> Path:
-    return Path(os.environ.get("MEDBENCH_HOME", "~/.cache/medbench")).expanduser()
 
 
 def image_key(item: Image.Image | Path | str) -> bytes:

@@ -16,9 +16,10 @@ else a RuntimeError that says what to install.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
+
+from medbench.home import medbench_home
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 INSTALL_HINT = "apt-get install wordnet-base wordnet-sense-index"
@@ -42,8 +43,6 @@ POS_NAMES = ("noun", "verb", "adj", "adv")
 REQUIRED = [f"{kind}.{pos}" for kind in ("data", "index") for pos in POS_NAMES] + [f"{pos}.exc" for pos in POS_NAMES]
 
 
-def medbench_home() -> Path:
-    return Path(os.environ.get("MEDBENCH_HOME", Path.home() / ".cache" / "medbench")).expanduser()
 
 
 def lexnames_text() -> str:

@@ -38,10 +38,13 @@ def take(stats: Stats, idx: np.ndarray) -> Stats:
 def bootstrap_ci(compute: Compute, stats: Stats, patient_ids: list[str], *, n_boot: int = 1000,
                  seed: int = 0, level: float = 0.95) -> dict[str, tuple[float | None, float | None]]:
     """{metric name: (low, high)} percentile CIs; (None, None) where every resample was NaN."""
+    from threadpoolctl import threadpool_limits
+
     draws: dict[str, list[float]] = {}
-    for idx in resample_indices(patient_ids, n_boot, seed):
-        for name, value in compute(take(stats, idx)).items():
-            draws.setdefault(name, []).append(float(value))
+    with threadpool_limits(1):  # many small linear-algebra calls: threads only oversubscribe
+        for idx in resample_indices(patient_ids, n_boot, seed):
+            for name, value in compute(take(stats, idx)).items():
+                draws.setdefault(name, []).append(float(value))
     tail = 100 * (1 - level) / 2
     out: dict[str, tuple[float | None, float | None]] = {}
     for name, values in draws.items():

@@ -34,7 +34,15 @@ def _swap(a: Stats, b: Stats, groups: list[np.ndarray], rng: np.random.Generator
     return a2, b2
 
 
-def paired_compare(compute: Compute, a: Stats, b: Stats, patient_ids: list[str], *, n_perm: int = 1000,
+def paired_compare(*args, **kwargs) -> dict[str, PairedResult]:
+    """Compare system B with system A (see `_paired_compare`), with one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _paired_compare(*args, **kwargs)
+
+
+def _paired_compare(compute: Compute, a: Stats, b: Stats, patient_ids: list[str], *, n_perm: int = 1000,
                    n_boot: int = 1000, seed: int = 0) -> dict[str, PairedResult]:
     """Compare system B with system A; rows of ``a`` and ``b`` must be aligned sample by sample."""
     for k in a:
