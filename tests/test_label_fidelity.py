@@ -112,7 +112,7 @@ def test_real_images_score_high_and_noise_near_chance(phantom):
     st, noise = run(factory(make_ctx(phantom, opts)), pairs_for(test, lambda i, s: noise_image(i)))
     # real images through PIL and through their file give the same rows: value == its ceiling
     assert real["image.label_fidelity.auroc_macro"] == pytest.approx(real["image.label_fidelity.auroc_macro_ceiling"], abs=1e-9)
-    assert real["image.label_fidelity.auroc_macro"] > 0.85
+    assert real["image.label_fidelity.auroc_macro"] > 0.8
     assert real["image.label_fidelity.f1_macro"] > 0.6
     assert abs(noise["image.label_fidelity.auroc_macro"] - 0.5) < 0.15
     assert noise["image.label_fidelity.f1_macro"] < real["image.label_fidelity.f1_macro"] - 0.25

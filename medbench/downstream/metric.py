@@ -45,16 +45,16 @@ def _fit(job):
     import torch
 
     model, train, test_images, seed, budget = job
-    threads = torch.get_num_threads()
+    threads, cpu = torch.get_num_threads(), time.process_time()
     torch.set_num_threads(1)  # one thread per training: the same numbers serially or in workers
     try:
-        return model.fit_predict(train, test_images, seed=seed, **budget)
+        return model.fit_predict(train, test_images, seed=seed, **budget), time.process_time() - cpu
     finally:
         torch.set_num_threads(threads)
 
 
 def train_jobs(jobs: list[tuple], workers: int) -> list:
-    """fit_predict every (model, train set, test images, seed, budget) job; results in job order.
+    """fit_predict every (model, train set, test images, seed, budget) job: [(prediction, CPU seconds)] in job order.
     ``workers`` > 1 runs them in that many spawned processes (each single-threaded)."""
     if workers <= 1 or len(jobs) < 2:
         return [_fit(j) for j in tqdm(jobs, desc="downstream: train arms", unit="model")]
@@ -271,8 +271,10 @@ class DownstreamAugmentation(Metric):
             arm_sizes[arm] = {"real": len(r), "synthetic": len(synth_idx)}
             jobs.append(((model, arm), self.downstream[model], train, test_images, seed, st.budget(model)))
         preds: dict[tuple[str, str], list] = {}
-        for key, pred in zip([j[0] for j in jobs], train_jobs([j[1:] for j in jobs], st.workers)):
+        cpu: dict[str, float] = {}
+        for key, (pred, seconds) in zip([j[0] for j in jobs], train_jobs([j[1:] for j in jobs], st.workers)):
             preds.setdefault(key, []).append(pred)  # seeds stay in order: jobs are listed seed by seed
+            cpu[key[0]] = cpu.get(key[0], 0.0) + seconds
 
         refs = [s.report for s in test]
         for model in self.models:
@@ -286,7 +288,8 @@ class DownstreamAugmentation(Metric):
         self._info.update(test_ids=[s.id for s in test], test_patients=[s.patient_id for s in test],
                           label_names=list(label_names), arm_sizes=arm_sizes, labeler=labeler.name,
                           generated=len(self._ids), empty_generated=sum(not r.strip() for r in self._reports),
-                          seconds=round(time.perf_counter() - t_start, 1))
+                          seconds=round(time.perf_counter() - t_start, 1),
+                          training_cpu_seconds={m: round(v, 1) for m, v in cpu.items()}, trainings=len(jobs))
         return out
 
     def _write_reports(self, model: str, test, hyps: dict[str, list[list[str]]]) -> None:
