@@ -238,7 +238,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
         for name, value in res.values.items():
             lo, hi = res.cis.get(name, (None, None))
             metrics[name] = {"value": _finite(value), "ci_low": _finite(lo), "ci_high": _finite(hi),
-                             "higher_is_better": bool(res.metric.higher_is_better[name]), "n": len(samples),
+                             "higher_is_better": bool(res.metric.higher_is_better[name]), "n": len(samples), "bootstrap": res.n_boot,
                              "family": res.family, "variant": res.metric.variant}
     commit, dirty = git_commit()
     record: RunRecord = {

@@ -27,6 +27,7 @@ class MetricValue(TypedDict):
     ci_high: float | None
     higher_is_better: bool
     n: int  # samples that entered the value
+    bootstrap: int  # patient resamples behind the CI (capped for expensive families, 0 = no CI)
     family: str  # the metric family (plugin) that produced it
     variant: str  # implementation / protocol / extractor description
 
@@ -63,7 +64,7 @@ class RunRecord(TypedDict):
     n: int  # samples scored
     seed: int
     protocol: str
-    bootstrap: int  # bootstrap resamples per metric
+    bootstrap: int  # bootstrap resamples asked for (a family may cap it: see each metric's "bootstrap")
     metrics: dict[str, MetricValue]  # full metric name -> value
     primary_metric: str | None
     provenance: Provenance

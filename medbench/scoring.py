@@ -28,6 +28,7 @@ class FamilyResult:
     stats: dict[str, np.ndarray]
     values: dict[str, float]
     cis: dict[str, tuple[float | None, float | None]]
+    n_boot: int = 0
 
 
 def select_families(names: list[str], protocol: str, kind: str) -> tuple[list[MetricSpec], list[dict[str, str]]]:
@@ -80,12 +81,13 @@ def score(metrics: list[Metric], pairs: list[Scored], patient_ids: list[str], *,
         finally:
             seconds["score"] += time.perf_counter() - t0
         t1 = time.perf_counter()
-        cis = bootstrap_ci(metric.compute, stats, patient_ids, n_boot=n_boot, seed=seed) if metric.bootstrap() and n_boot else {}
+        reps = min(n_boot, metric.max_bootstrap or n_boot) if metric.bootstrap() else 0
+        cis = bootstrap_ci(metric.compute, stats, patient_ids, n_boot=reps, seed=seed) if reps else {}
         seconds["bootstrap"] += time.perf_counter() - t1
         if run_dir is not None:
             save_family(run_dir, metric, stats)
         metric.close()
-        results.append(FamilyResult(metric.name, metric, stats, values, cis))
+        results.append(FamilyResult(metric.name, metric, stats, values, cis, reps))
     return results, skipped, seconds
 
 

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--widths", type=int, nargs="+", default=list(VQConfig.widths))
     ap.add_argument("--embed-dim", type=int, default=VQConfig.embed_dim)
     ap.add_argument("--codebook-size", type=int, default=VQConfig.codebook_size)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--minutes", type=float, default=30.0, help="stop early after this much wall-clock")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)

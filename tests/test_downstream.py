@@ -169,3 +169,112 @@ def test_captioner_vocab_and_deterministic_training():
     a = cap.fit_predict(train, test.images[:8], seed=0, steps=60, batch_size=16)
     b = cap.fit_predict(train, test.images[:8], seed=0, steps=60, batch_size=16)
     assert a == b and len(a) == 8 and all(isinstance(x, str) for x in a)
+
+
+# ----------------------------------------------------------------------------- the task end to end
+
+def _task(split="val", n=40, **downstream):
+    from medbench.tasks import parse_task
+
+    settings = {"real_train": 40, "test_n": 40, "seeds": [0, 1], "arms": ["real+synth", "synth_only"], "ratios": [0.5],
+                "models": ["classifier", "captioner"], "steps": {"classifier": 30, "captioner": 20},
+                "batch_size": 16, "image_size": 32, "meteor": False, "n_boot": 50, "n_perm": 50, "workers": 1}
+    settings.update(downstream)
+    return parse_task({"name": "downstream_tiny", "dataset": "cxr-phantom", "split": split, "request": "prompt->pair",
+                       "metrics": ["downstream"], "n": n, "options": {"downstream": settings}})
+
+
+def _run(tmp_path, model, task, **kw):
+    from medbench.runner import RunConfig, execute
+
+    cfg = RunConfig(task=task, model=model, dataset="cxr-phantom", out=tmp_path, seed=0, n=task.n, protocol="coco",
+                    dataset_options={"size": "32", "n_train": "120", "n_val": "60", "n_test": "60"},
+                    n_boot=0, report=False, store=None, **kw)
+    return execute(cfg)
+
+
+@pytest.mark.slow
+def test_tiny_task_end_to_end_records_gains_cis_and_paired_tests(tmp_path, java):
+    run_dir, record = _run(tmp_path, "oracle", _task())
+    metrics = record["metrics"]
+    for arm in ("real", "real+synth", "synth_only"):
+        for name in ("classifier.auroc", "classifier.f1", "captioner.bleu4", "captioner.ce_f1"):
+            assert f"downstream.{name}.{arm}" in metrics
+    assert "downstream.classifier.auroc.mix50" in metrics and "downstream.captioner.bleu4.mix50" not in metrics
+    gain = metrics["downstream.classifier.auroc.gain.real+synth"]["value"]
+    assert gain == pytest.approx(metrics["downstream.classifier.auroc.real+synth"]["value"]
+                                 - metrics["downstream.classifier.auroc.real"]["value"])
+    extras = json.loads((run_dir / "extras" / "downstream.json").read_text())
+    for name, v in extras["values"].items():
+        assert v["ci_low"] <= v["value"] + 1e-9 and v["value"] - 1e-9 <= v["ci_high"], name
+    paired = extras["paired"]["downstream.classifier.auroc.gain.real+synth"]
+    assert 0 < paired["p_value"] <= 1 and paired["p_value"] <= paired["p_holm"] <= 1
+    assert extras["arm_sizes"]["real+synth"] == {"real": 40, "synthetic": 40}
+    assert extras["curve"]["classifier.auroc"]["ratio"] == [0.0, 0.5]
+    assert len(extras["per_seed"]["downstream.classifier.auroc.real"]) == 2
+    assert (run_dir / "downstream" / "captioner_reports.jsonl").exists()
+    from safetensors.numpy import load_file
+
+    stats = load_file(str(run_dir / "stats" / "downstream.safetensors"))
+    assert stats["classifier.real.prob"].shape[:2] == (40, 2) and stats["captioner.real.bleu"].shape == (40, 2, 10)
+
+
+def test_compute_is_pure_and_seed_resampling_works(tmp_path, java):
+    from medbench.downstream.plugin import make_downstream
+    from medbench.metrics.base import MetricContext
+    from medbench.data.resolve import load_dataset
+
+    task = _task(models=["classifier"], sweep_models=[])
+    ds = load_dataset("cxr-phantom", {"size": "32", "n_train": "120", "n_val": "60", "n_test": "60"})
+    from medbench.metrics.base import Scored
+    from medbench.records import Output, Request
+
+    pool = ds.split("val")[:40]
+    ctx = MetricContext(task=task, domain="cxr", protocol="coco", seed=0, cache_dir=tmp_path, dataset=ds)
+    metric = make_downstream(ctx)
+    metric.update([Scored(s, Request("prompt->pair", s.id, 0, "cxr", prompt=s.prompt_text()),
+                          Output(s.id, image=s.load_image(), report=s.report)) for s in pool])
+    st = metric.stats()
+    a, b = metric.compute(st), metric.compute({k: v.copy() for k, v in st.items()})
+    assert a == b and set(a) == set(metric.higher_is_better)
+    one = metric.compute(st, seeds=np.array([0, 0]))
+    assert one["downstream.classifier.auroc.real"] == pytest.approx(metric.per_seed(st)["downstream.classifier.auroc.real"][0])
+    # the generation pool must never overlap the test split
+    leaky = make_downstream(ctx)
+    t = ds.split("test")[0]
+    leaky.update([Scored(t, Request("prompt->pair", t.id, 0, "cxr"), Output(t.id, image=t.load_image(), report=t.report))])
+    with pytest.raises(ValueError, match="disjoint from the test split"):
+        leaky.stats()
+
+
+def test_outputs_without_image_are_rejected(tmp_path):
+    from medbench.downstream.plugin import make_downstream
+    from medbench.metrics.base import MetricContext, Scored
+    from medbench.records import Output, Request, Sample
+
+    ctx = MetricContext(task=_task(), domain="cxr", protocol="coco", seed=0, cache_dir=tmp_path)
+    s = Sample("a", "p", "cxr", "val", None, "No effusion.")
+    with pytest.raises(ValueError, match="lacks an image or a report"):
+        make_downstream(ctx).update([Scored(s, Request("prompt->pair", "a", 0, "cxr"), Output("a", report="x"))])
+
+
+@pytest.mark.slow
+def test_quick_setting_oracle_helps_random_does_not(tmp_path):
+    """The CI setting of tasks/downstream_augmentation.yaml: oracle (extra real pairs from the disjoint val pool)
+    gives a significant classifier gain; random (noise images, unrelated reports) gives none or a loss."""
+    from medbench.tasks import load_task
+
+    task = load_task("downstream_augmentation")
+    n = task.options["quick"]["n"]
+    from medbench.runner import RunConfig, execute
+
+    out = {}
+    for model in ("oracle", "random"):
+        cfg = RunConfig(task=task, model=model, dataset=task.dataset, out=tmp_path, seed=0, n=n, protocol="coco",
+                        metric_options={"quick": "1"}, model_options={"quick": "1"}, n_boot=0, report=False, store=None)
+        run_dir, _ = execute(cfg)
+        out[model] = json.loads((run_dir / "extras" / "downstream.json").read_text())
+    name = "downstream.classifier.auroc.gain.real+synth"
+    oracle, random = out["oracle"]["values"][name], out["random"]["values"][name]
+    assert oracle["value"] > 0 and oracle["ci_low"] > 0 and out["oracle"]["paired"][name]["p_value"] < 0.05
+    assert random["value"] < oracle["value"] and random["ci_low"] <= 0  # not a significant gain

@@ -101,6 +101,7 @@ class Settings:
     arms: tuple[str, ...] = (AUGMENTED, SYNTH_ONLY)  # besides `real`, always trained
     ratios: tuple[float, ...] = (0.25, 0.5, 0.75)  # synthetic shares of the fixed-size mix arms
     models: tuple[str, ...] = ("classifier", "captioner")  # registered downstream models
+    sweep_models: tuple[str, ...] = ("classifier",)  # models that also train the mix arms (the utility curve)
     steps: dict = field(default_factory=lambda: {"classifier": 300, "captioner": 400})
     batch_size: int = 32
     image_size: int = 32  # images are resized to this for every downstream model
@@ -121,7 +122,7 @@ class Settings:
         unknown = sorted(set(merged) - known)
         if unknown:
             raise ValueError(f"{source}: unknown options.downstream key(s) {unknown}; known: {sorted(known)}")
-        for key in ("seeds", "arms", "ratios", "models"):
+        for key in ("seeds", "arms", "ratios", "models", "sweep_models"):
             if key in merged:
                 merged[key] = tuple(merged[key])
         settings = cls(**merged)
@@ -139,7 +140,7 @@ class Settings:
 
     def describe(self) -> str:
         return (f"R={self.real_train} real train pairs per seed, test n={self.test_n}, seeds={list(self.seeds)}, "
-                f"arms={[REAL, *self.arms]}, mix ratios={list(self.ratios)} at fixed size R, image {self.image_size}px, "
+                f"arms={[REAL, *self.arms]}, mix ratios={list(self.ratios)} at fixed size R ({', '.join(self.sweep_models)}), image {self.image_size}px, "
                 f"budget {', '.join(f'{m}: {self.steps[m]} steps' for m in self.models)} x batch {self.batch_size}; "
                 "text: pycocoevalcap BLEU (PTB tokens)" + (" + METEOR 1.5" if self.meteor else "") +
                 "; CE-F1 micro (pos); classifier labels report-derived (uncertain=positive)")

@@ -21,7 +21,7 @@ from medbench.downstream import TrainSet
 
 @dataclass
 class ClassifierConfig:
-    width: int = 16  # channels of the first block (doubled per block)
+    width: int = 8  # channels of the first block (doubled per block)
     lr: float = 3e-3
     weight_decay: float = 1e-4
 

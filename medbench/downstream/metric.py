@@ -146,6 +146,8 @@ class DownstreamAugmentation(Metric):
         """``models``: {name: DownstreamModel} (see `medbench.downstream`)."""
         self.ctx, self.settings, self.downstream = ctx, settings, models
         self.arms = arm_names(settings.arms, settings.ratios)
+        self.model_arms = {m: arm_names(settings.arms, settings.ratios if m in settings.sweep_models else ())
+                           for m in settings.models}
         self.models = list(settings.models)
         self.variant = settings.describe()
         self.higher_is_better = {n: True for n in self.metric_names()}
@@ -167,8 +169,8 @@ class DownstreamAugmentation(Metric):
         names = []
         for model in self.models:
             for score in self.scores_of(model):
-                names += [f"{FAMILY}.{model}.{score}.{arm}" for arm in self.arms]
-                names += [f"{FAMILY}.{model}.{score}.gain.{arm}" for arm in self.arms if arm != REAL]
+                names += [f"{FAMILY}.{model}.{score}.{arm}" for arm in self.model_arms[model]]
+                names += [f"{FAMILY}.{model}.{score}.gain.{arm}" for arm in self.model_arms[model] if arm != REAL]
         return names
 
     # ------------------------------------------------------------------ accumulate generated pairs
@@ -260,7 +262,7 @@ class DownstreamAugmentation(Metric):
             self.downstream[m].kind == "labels" for m in self.models) else {}
 
         arm_sizes, jobs = {}, []
-        for model, arm, seed in [(m, arm, seed) for m in self.models for arm in self.arms for seed in st.seeds]:
+        for model, arm, seed in [(m, arm, seed) for m in self.models for arm in self.model_arms[m] for seed in st.seeds]:
             real_idx, synth_idx = plans[seed][arm]
             r = np.array([where[int(i)] for i in real_idx], dtype=np.int64)
             train = TrainSet(images=torch.cat([real_images[r], synth_images[synth_idx]]),
@@ -279,10 +281,10 @@ class DownstreamAugmentation(Metric):
         refs = [s.report for s in test]
         for model in self.models:
             if self.downstream[model].kind == "labels":
-                for arm in self.arms:
+                for arm in self.model_arms[model]:
                     out[f"{model}.{arm}.prob"] = np.stack(preds[(model, arm)], 1).astype(np.float64)
             else:
-                hyps = {arm: preds[(model, arm)] for arm in self.arms}
+                hyps = {arm: preds[(model, arm)] for arm in self.model_arms[model]}
                 out.update(score_reports(model, refs, hyps, labeler, meteor))
                 self._write_reports(model, test, hyps)
         self._info.update(test_ids=[s.id for s in test], test_patients=[s.patient_id for s in test],
@@ -301,16 +303,19 @@ class DownstreamAugmentation(Metric):
         with open(folder / f"{model}_reports.jsonl", "w", encoding="utf-8") as f:
             for i, s in enumerate(test):
                 row = {"id": s.id, "reference": s.report}
-                row.update({f"{arm}/seed{seed}": hyps[arm][k][i] for arm in self.arms for k, seed in enumerate(self.settings.seeds)})
+                row.update({f"{arm}/seed{seed}": hyps[arm][k][i] for arm in hyps for k, seed in enumerate(self.settings.seeds)})
                 f.write(json.dumps(row) + "\n")
 
     # ------------------------------------------------------------------ pure compute
-    def compute(self, stats: dict[str, np.ndarray], seeds: np.ndarray | None = None) -> dict[str, float]:
-        """Seed-averaged value per arm and gain over `real`. ``seeds``: seed columns to use (resampling)."""
+    def compute(self, stats: dict[str, np.ndarray], seeds: np.ndarray | None = None,
+                only: str | None = None) -> dict[str, float]:
+        """Seed-averaged value per arm and gain over `real`. ``seeds``: seed columns to use (resampling);
+        ``only``: restrict to `real` and this arm (the paired test)."""
         out: dict[str, float] = {}
         for model in self.models:
             per_arm = {}
-            for arm in self.arms:
+            arms = [a for a in self.model_arms[model] if only is None or a in (REAL, only)]
+            for arm in arms:
                 if self.downstream[model].kind == "labels":
                     vals = classifier_values(stats["classifier.target"], stats[f"{model}.{arm}.prob"], seeds)
                 else:
@@ -318,7 +323,7 @@ class DownstreamAugmentation(Metric):
                 per_arm[arm] = vals
             for score in self.scores_of(model):
                 base = float(np.mean(per_arm[REAL][score]))
-                for arm in self.arms:
+                for arm in arms:
                     value = float(np.mean(per_arm[arm][score]))
                     out[f"{FAMILY}.{model}.{score}.{arm}"] = value
                     if arm != REAL:
@@ -378,9 +383,9 @@ class DownstreamAugmentation(Metric):
                         a, b = stats[base_key].copy(), stats[key].copy()
                         a[rows], b[rows] = stats[key][rows], stats[base_key][rows]
                         swapped[base_key], swapped[key] = a, b
-                values = self.compute(swapped)
+                values = self.compute(swapped, only=arm)
                 for n in exceed:
-                    if n.endswith(f".gain.{arm}") and abs(values[n]) >= abs(observed[n]) - 1e-12:
+                    if n.endswith(f".gain.{arm}") and n in values and abs(values[n]) >= abs(observed[n]) - 1e-12:
                         exceed[n] += 1
         tests = {n: {"gain": observed[n], "p_value": (c + 1) / (n_perm + 1)} for n, c in exceed.items()}
         for model in self.models:
@@ -398,14 +403,16 @@ class DownstreamAugmentation(Metric):
         values = self.compute(stats)
         curve = {}
         for model in self.models:
+            points = sorted((ratio_of(a), a) for a in self.model_arms[model] if ratio_of(a) is not None)
+            if len(points) < 2:
+                continue
             for score in self.scores_of(model):
-                points = sorted((ratio_of(a), a) for a in self.arms if ratio_of(a) is not None)
                 names = [f"{FAMILY}.{model}.{score}.{a}" for _, a in points]
                 curve[f"{model}.{score}"] = {"ratio": [r for r, _ in points], "arm": [a for _, a in points],
                                              "value": [values[n] for n in names],
                                              "ci_low": [cis.get(n, (None, None))[0] for n in names],
                                              "ci_high": [cis.get(n, (None, None))[1] for n in names]}
-        return {"settings": self.settings.as_dict(), "arms": self.arms, **self._info,
+        return {"settings": self.settings.as_dict(), "arms": self.model_arms, **self._info,
                 "values": {n: {"value": v, "ci_low": cis.get(n, (None, None))[0], "ci_high": cis.get(n, (None, None))[1]}
                            for n, v in values.items()},
                 "per_seed": self.per_seed(stats), "paired": self.paired_tests(stats, self.settings.n_perm, self.ctx.seed),

@@ -66,6 +66,7 @@ class Metric(ABC):
     name: str = ""  # family name, e.g. "nlg.coco"
     variant: str = ""  # implementation/variant description recorded in run.json
     higher_is_better: dict[str, bool] = {}  # full metric name -> direction (every name compute returns)
+    max_bootstrap: int | None = None  # cap on bootstrap resamples for families whose compute is expensive
 
     @abstractmethod
     def update(self, batch: list[Scored]) -> None: ...

@@ -98,6 +98,8 @@ def split_half(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class ImageFidelity(Metric):
     name = "image.fidelity"
 
+    max_bootstrap = 200  # each resample runs two eigen-decompositions and k-NN searches
+
     def __init__(self, extractor, seed: int = 0, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
                  prc_k: int = PRC_K, prdc_k: int = PRDC_K, batch_size: int = 64):
         self.extractor = extractor
