@@ -18,7 +18,6 @@ from tqdm import tqdm
 from medbench.home import medbench_home
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
 from medbench.registry import MetricSpec, registry
-from medbench.stats.bootstrap import bootstrap_ci
 
 
 @dataclass
@@ -81,8 +80,8 @@ def score(metrics: list[Metric], pairs: list[Scored], patient_ids: list[str], *,
         finally:
             seconds["score"] += time.perf_counter() - t0
         t1 = time.perf_counter()
-        reps = min(n_boot, metric.max_bootstrap or n_boot) if metric.bootstrap() else 0
-        cis = bootstrap_ci(metric.compute, stats, patient_ids, n_boot=reps, seed=seed) if reps else {}
+        reps = min(n_boot, metric.max_bootstrap or n_boot)
+        cis = metric.confidence_intervals(stats, patient_ids, n_boot=reps, seed=seed) if reps else {}
         seconds["bootstrap"] += time.perf_counter() - t1
         if run_dir is not None:
             save_family(run_dir, metric, stats)
@@ -103,6 +102,8 @@ def save_family(run_dir: Path, metric: Metric, stats: dict[str, np.ndarray]) -> 
             raise TypeError(f"metric {metric.name!r}: stats[{k!r}] is not numeric; per-sample stats must be numeric arrays")
         arrays[k] = np.ascontiguousarray(v)
     save_file(arrays, str(run_dir / "stats" / f"{metric.name}.safetensors"))
+    if metric.row_patients() is not None:
+        (run_dir / "stats" / f"{metric.name}.rows.json").write_text(json.dumps({"patients": metric.row_patients()}))
     (run_dir / "extras" / f"{metric.name}.json").write_text(json.dumps(metric.extras(), indent=1, default=_jsonable))
 
 
@@ -133,6 +134,10 @@ def load_family(run_dir: Path, family: str) -> tuple[Metric, dict[str, np.ndarra
         raise FileNotFoundError(f"{path}: this run has no stored statistics for metric family {family!r}")
     stats = load_file(str(path))
     samples = json.loads((run_dir / "samples.json").read_text())
+    rows = run_dir / "stats" / f"{family}.rows.json"
+    if rows.exists():  # rows are not the scored samples (e.g. downstream test samples)
+        patients = json.loads(rows.read_text())["patients"]
+        samples = {"ids": [f"row{i}" for i in range(len(patients))], "patients": patients}
     ctx = MetricContext(task=load_task(record["task"]), domain=record["domain"], protocol=record["protocol"],
                         seed=record["seed"], cache_dir=medbench_home(), run_dir=run_dir, options=record.get("options", {}).get("metric", {}))
     metric = registry().get("metrics", family).factory(ctx)

@@ -246,7 +246,14 @@ def _build_tiny_vq(card: dict, weights: Path) -> TinyVQ:
 
 
 # kind -> builder(card, weights_path). The Chameleon VQGAN (paper scale) registers here as "chameleon-vqgan".
-IMAGE_TOKENIZERS: dict[str, Callable[[dict, Path], ImageTokenizer]] = {"tiny-vq": _build_tiny_vq}
+def _build_chameleon_vqgan(card: dict, weights: Path) -> ImageTokenizer:
+    from reference_model.chameleon_vqgan import build_from_card  # paper scale: imported only when used
+
+    return build_from_card(card, weights)
+
+
+IMAGE_TOKENIZERS: dict[str, Callable[[dict, Path], ImageTokenizer]] = {"tiny-vq": _build_tiny_vq,
+                                                                        "chameleon-vqgan": _build_chameleon_vqgan}
 
 
 def read_card(path: str | Path) -> tuple[dict, Path]:

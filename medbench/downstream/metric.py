@@ -341,11 +341,8 @@ class DownstreamAugmentation(Metric):
         self.stats()
         return list(self._info["test_patients"])
 
-    def bootstrap(self) -> bool:
-        return False  # rows are test samples, not the scored samples: see confidence_intervals
-
-    def confidence_intervals(self, stats: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0,
-                             level: float = 0.95) -> dict[str, tuple[float | None, float | None]]:
+    def confidence_intervals(self, stats: dict[str, np.ndarray], patient_ids: list[str] | None = None, *,
+                             n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float | None, float | None]]:
         """Percentile CIs from a two-level bootstrap: test patients and training seeds, both with replacement."""
         groups = patient_groups(self.row_patients())
         rng = np.random.default_rng([seed, 11])
@@ -399,7 +396,7 @@ class DownstreamAugmentation(Metric):
     # ------------------------------------------------------------------ report detail
     def extras(self) -> dict[str, Any]:
         stats = self.stats()
-        cis = self._cis if self._cis is not None else self.confidence_intervals(stats, self.settings.n_boot, self.ctx.seed)
+        cis = self._cis if self._cis is not None else self.confidence_intervals(stats, n_boot=self.settings.n_boot, seed=self.ctx.seed)
         values = self.compute(stats)
         curve = {}
         for model in self.models:

@@ -81,9 +81,17 @@ class Metric(ABC):
         """JSON-able detail for reports (per-label tables, brackets, nearest-neighbour ids...)."""
         return {}
 
-    def bootstrap(self) -> bool:
-        """False for metrics whose CI is not a row resample (e.g. they carry their own)."""
-        return True
+    def confidence_intervals(self, stats: dict[str, np.ndarray], patient_ids: list[str], *, n_boot: int,
+                             seed: int) -> dict[str, tuple[float | None, float | None]]:
+        """95 % CIs: by default a patient bootstrap of the rows. Families whose rows are not the
+        scored samples (e.g. downstream test samples x training seeds) override this."""
+        from medbench.stats.bootstrap import bootstrap_ci
+
+        return bootstrap_ci(self.compute, stats, patient_ids, n_boot=n_boot, seed=seed)
+
+    def row_patients(self) -> list[str] | None:
+        """Patient ids of the stats rows when they are not the scored samples (None: they are)."""
+        return None
 
     def close(self) -> None:
         """Release external resources (a JVM, a thread pool)."""
