@@ -11,7 +11,6 @@ the same numbers whatever the number of processes or the accumulation split.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from reference_model.config import MeDiMConfig
 from reference_model.tokens import TokenSpace

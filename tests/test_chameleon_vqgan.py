@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from reference_model.chameleon_vqgan import (
-    MEDIM_PAD_COLOR, ChameleonVQGAN, ChameleonVQGANConfig, build_from_card, load_chameleon_vqgan, preprocess_image, to_pil)
+    MEDIM_PAD_COLOR, ChameleonVQGAN, ChameleonVQGANConfig, load_chameleon_vqgan, preprocess_image, to_pil)
 from reference_model.convert_vqgan import convert, main as convert_main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "chameleon_vqgan_keys.json"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medbench.downstream import TrainSet
-from medbench.downstream.arms import ARMS, REAL, Settings, arm_names, image_tensor, plan_arms
+from medbench.downstream.arms import ARMS, Settings, arm_names, image_tensor, plan_arms
 from medbench.downstream.metric import auroc_columns, captioner_values, classifier_values
 
 torch.set_num_threads(1)

@@ -206,11 +206,6 @@ class DownstreamAugmentation(Metric):
         return {k: v.copy() for k, v in self._stats.items()}
 
     def _train_and_score(self) -> dict[str, np.ndarray]:
-        from medbench.labelers.plugin import labeler_for
-        from medbench.runner import select_samples
-
-        import torch
-
         st, t_start = self.settings, time.perf_counter()
         wants_text = any(self.downstream[m].kind == "report" for m in self.models)
         meteor = None
