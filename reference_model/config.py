@@ -5,7 +5,7 @@
     cfg = cfg.replace(num_layers=2)                 # a modified copy
 
 Groups: backbone geometry, token space, ablations, diffusion objective, sampler defaults, training.
-Paper-vs-code choices are documented in docs/parts/decisions_medim.md.
+Paper-vs-code choices are documented in docs/decisions.md.
 """
 from __future__ import annotations
 

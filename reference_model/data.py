@@ -8,7 +8,7 @@ Each example is a dict: ``text`` Long[T] (BOS + ids, right-padded with pad, trun
 Bool[T] (True on real tokens), ``image`` Long[N] (raw VQ codes 0..K-1), ``prompt_len`` int (tokens,
 BOS included, that form the prompt), ``domain`` str.
 
-Two text layouts (docs/parts/decisions_medim_tokenizers.md):
+Two text layouts (docs/decisions.md):
 - ``report``: ``<s> report`` with prompt_len = BOS + the report up to its first "." (MeDiM, spec §B.2);
 - ``prompted``: ``<s> prompt </s> report`` for samples that carry their own prompt (the phantoms do);
   prompt_len covers ``<s> prompt </s>``. Prompted pair generation fixes those tokens and samples the rest.

@@ -4,7 +4,7 @@ The task ``downstream_augmentation`` asks the model under test for K image-repor
 generation pool disjoint from the test split), then the ``downstream`` metric family trains small
 downstream models from scratch under several *arms* (real only, real + synthetic, synthetic only,
 a mixing-ratio sweep), several seeds each, with the same optimisation budget, and scores them on
-the real test split. See docs/parts/downstream.md.
+the real test split. See docs/downstream.md.
 
 The downstream-model contract (plugins contribute these through ``medbench_downstream_models``)::
 
