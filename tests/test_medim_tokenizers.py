@@ -85,7 +85,7 @@ def test_sha256_mismatch_and_missing_files_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="vq.json"):
         load_image_tokenizer(tmp_path / "nowhere")
     card = json.loads((tmp_path / "vq.json").read_text())
-    (tmp_path / "vq.json").write_text(json.dumps(dict(card, kind="chameleon-vqgan")))
+    (tmp_path / "vq.json").write_text(json.dumps(dict(card, kind="no-such-tokenizer")))
     with pytest.raises(ValueError, match="unknown image tokenizer kind"):
         load_image_tokenizer(tmp_path)
 
