@@ -90,27 +90,12 @@ def hf_config(cfg: MeDiMConfig, vocab_size: int, max_positions: int):
     return hf
 
 
-def load_pretrained_decoder(cfg: MeDiMConfig, vocab_size: int) -> nn.Module:
-    """A local HF checkpoint folder (CausalLM or base model), truncated to its first cfg.num_layers layers;
-    the embedding is resized to the unified vocabulary keeping rows 0..V-1 (as the reference)."""
-    from pathlib import Path
+def load_pretrained_decoder(cfg: MeDiMConfig, vocab_size: int | None = None) -> nn.Module:
+    """A local HF checkpoint folder truncated to cfg.num_layers, embedding fitted to the unified vocabulary
+    (reference_model/pretrained.py; cfg.embedding_init, default: keep rows 0..V-1 as the reference)."""
+    from reference_model.pretrained import load_pretrained_decoder as load
 
-    from transformers import AutoConfig
-
-    path = Path(cfg.pretrained_path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"pretrained_path {str(path)!r}: expected a local transformers checkpoint folder "
-                                "with config.json and *.safetensors")
-    hf = AutoConfig.from_pretrained(path, local_files_only=True)
-    if hf.model_type != cfg.arch:
-        raise ValueError(f"{path}/config.json has model_type {hf.model_type!r} but config.arch is {cfg.arch!r}")
-    if hf.hidden_size != cfg.hidden_size:
-        raise ValueError(f"{path}: hidden_size {hf.hidden_size} != config.hidden_size {cfg.hidden_size}")
-    hf.num_hidden_layers = cfg.num_layers
-    model = ARCHS[cfg.arch][1].from_pretrained(path, config=hf, local_files_only=True,
-                                               attn_implementation=cfg.attn_implementation)
-    model.resize_token_embeddings(vocab_size)
-    return model
+    return load(cfg, TokenSpace(cfg))
 
 
 class MeDiMBackbone(nn.Module):
@@ -119,7 +104,7 @@ class MeDiMBackbone(nn.Module):
         self.cfg = cfg
         self.tokens = TokenSpace(cfg)
         if cfg.pretrained_path:
-            self.decoder = load_pretrained_decoder(cfg, self.tokens.vocab_size)
+            self.decoder = load_pretrained_decoder(cfg)
         else:
             self.decoder = ARCHS[cfg.arch][1](hf_config(cfg, self.tokens.vocab_size, self.tokens.seq_len))
         dec_cfg = self.decoder.config
@@ -183,6 +168,9 @@ class MeDiMBackbone(nn.Module):
             kwargs["inputs_embeds"] = emb
         else:
             kwargs["input_ids"] = ids
+        positions = self.tokens.position_ids(cond)  # None unless compact_cond (official variable-length cond)
+        if positions is not None:
+            kwargs["position_ids"] = positions.to(ids.device)
         hidden = self.decoder(attention_mask=keys.long(), use_cache=False, **kwargs).last_hidden_state
         hidden = hidden[:, self.readout]
         return F.linear(hidden, self.embed.weight).float()  # tied LM head

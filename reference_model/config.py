@@ -25,6 +25,7 @@ _CHOICES = {
     "sampler_path": ("normalized", "reference"),
     "lr_schedule": ("cosine", "cosine_restarts", "constant"),
     "attn_implementation": ("sdpa", "eager"),
+    "embedding_init": ("slice", "mean", "remap"),
 }
 
 
@@ -43,6 +44,11 @@ class MeDiMConfig:
     rope_theta: float = 10000.0
     attn_implementation: str = "sdpa"
     pretrained_path: str | None = None       # local HF checkpoint folder; truncated to num_layers
+    embedding_init: str = "slice"            # pretrained table -> unified vocab (reference_model/pretrained.py):
+    #   slice = keep rows 0..V-1 (the official quirk); mean = keep text rows, new rows for the rest;
+    #   remap = mean, but image code k takes pretrained row pretrained_image_row_offset + k (Liquid: 256000)
+    embedding_noise: float = 0.1             # new rows: mean of the pretrained rows + this * their std * N(0,1)
+    pretrained_image_row_offset: int | None = None
     time_freq_dim: int = 256                 # sinusoid width of the sigma(t) embedding
     adaln_init: str = "zero"                 # zero = AdaLN-Zero (paper); normal = N(0,0.02) (reference runtime)
     # --- ablations (paper Tab. 4) ---
@@ -59,6 +65,9 @@ class MeDiMConfig:
     domains: list[str] = field(default_factory=lambda: ["cxr", "path"])
     domain_token: bool = True                # one explicit condition token per domain
     size_cond_len: int = 0                   # >0: the reference's hidden "Image Size: ..." cond string (off)
+    compact_cond: bool = False               # size string left-padded, pads hidden and skipped in positions:
+    #                                          exactly the official variable-length cond (reference_model/official.py)
+    size_cond_sizes: dict = field(default_factory=dict)  # domain -> [W, H] for the size string without an image
     # --- diffusion objective ---
     noise_eps: float = 1e-3
     antithetic: bool = True
@@ -90,6 +99,7 @@ class MeDiMConfig:
     restart_t0: int = 10000                  # cosine_restarts: first cycle length (reference T_0)
     restart_t_mult: int = 2                  # cosine_restarts: cycle growth (reference T_mult)
     gradient_checkpointing: bool = False
+    compile: bool = False                    # torch.compile the backbone (trainer)
     log_every: int = 10
     ckpt_every: int = 500
     max_minutes: float | None = None         # stop (and checkpoint) after this much wall-clock
@@ -104,6 +114,8 @@ class MeDiMConfig:
                 raise ValueError(f"MeDiMConfig.{key}={getattr(self, key)!r}; choose one of {allowed}")
         if self.hidden_size % self.num_heads and self.head_dim is None:
             raise ValueError("hidden_size must divide by num_heads (or set head_dim)")
+        if self.embedding_init == "remap" and self.pretrained_image_row_offset is None:
+            raise ValueError("embedding_init='remap' needs pretrained_image_row_offset (Liquid: 256000)")
         if self.p_t2i + self.p_i2t + self.p_prompt > 1:
             raise ValueError("p_t2i + p_i2t + p_prompt must be <= 1")
 

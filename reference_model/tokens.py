@@ -90,10 +90,39 @@ class TokenSpace:
         return torch.cat(parts, dim=1)
 
     def size_cond_ids(self, text_tokenizer, width: int, height: int) -> list[int]:
-        """The reference's hidden cond string, tokenized with BOS and padded to size_cond_len."""
-        ids = [text_tokenizer.bos_id] + text_tokenizer.encode(f"Image Size: Width is {width} Height is {height}.")
-        ids = ids[: self.cfg.size_cond_len]
-        return ids + [self.pad_id] * (self.cfg.size_cond_len - len(ids))
+        """The reference's hidden cond string, tokenized with BOS and padded to size_cond_len.
+        With cfg.compact_cond the string is the official literal ("... tensor([W]) ...", B.3) and is
+        left-padded, so its last id sits next to the text (the official -1 text read-out sees it)."""
+        if self.cfg.compact_cond:
+            text = f"Image Size: Width is tensor([{width}]) Height is tensor([{height}])."
+        else:
+            text = f"Image Size: Width is {width} Height is {height}."
+        ids = [text_tokenizer.bos_id] + text_tokenizer.encode(text)
+        n = self.cfg.size_cond_len
+        if self.cfg.compact_cond:
+            if len(ids) > n:
+                raise ValueError(f"the size string needs {len(ids)} tokens but size_cond_len is {n}")
+            return [self.pad_id] * (n - len(ids)) + ids
+        ids = ids[:n]
+        return ids + [self.pad_id] * (n - len(ids))
+
+    def cond_visible(self, cond: torch.Tensor) -> torch.Tensor:
+        """[B, C] bool: which cond slots are real tokens. Only compact_cond hides the size string's pads."""
+        visible = torch.ones_like(cond, dtype=torch.bool)
+        if self.cfg.compact_cond and self.cfg.size_cond_len:
+            start = 1 if self.cfg.domain_token else 0
+            visible[:, start:] = cond[:, start:] != self.pad_id
+        return visible
+
+    def position_ids(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """[B, L] RoPE positions that skip hidden cond pads (compact_cond), else None (0..L-1)."""
+        if not self.cfg.compact_cond:
+            return None
+        b = cond.shape[0]
+        ones = torch.ones(b, 1, dtype=torch.long, device=cond.device)
+        real = torch.cat([ones.expand(b, self.image_len + 2), self.cond_visible(cond).long(),
+                          ones.expand(b, self.text_len + 1)], dim=1)
+        return (real.cumsum(1) - 1).clamp_min(0)
 
     # --- backbone sequence -----------------------------------------------------------------
     def build_sequence(self, state: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,6 +138,8 @@ class TokenSpace:
         keys = torch.ones_like(ids, dtype=torch.bool)
         t0 = self.image_len + 2 + self.cond_len
         keys[:, t0: t0 + self.text_len] = text != self.pad_id
+        if self.cfg.compact_cond:
+            keys[:, self.image_len + 2: t0] = self.cond_visible(cond).to(state.device)
         return ids, keys
 
     def readout_positions(self, offset: str = "clean") -> torch.Tensor:

@@ -2,6 +2,7 @@
 
     python -m reference_model.train --config reference_model/configs/tiny-phantom.json [--out DIR] [--resume]
     torchrun --nproc-per-node 8 -m reference_model.train --config ... [--fsdp] [--peak-tflops 989]
+             [--activation-checkpointing] [--compile]        (multi-node: docs/scale.md)
 
 bf16 autocast on GPU, fp32 on CPU. All randomness of a step (t, masks, training cases, condition dropout) is
 drawn for the global batch from a generator seeded by (seed, step), and rank r takes rows r, r+W, ... of the
@@ -160,15 +161,29 @@ def full_state(model, optimizer, fsdp: bool):
         return model.state_dict(), FSDP.optim_state_dict(model, optimizer)
 
 
+def own_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, and one storage per tensor (FSDP's gathered state on CPU can be views of one buffer,
+    which safetensors refuses); only views of an already-seen storage are copied."""
+    out, seen = {}, set()
+    for k, v in tensors.items():
+        v = v.detach().cpu().contiguous()
+        ptr = v.untyped_storage().data_ptr()
+        if ptr in seen or v.untyped_storage().nbytes() != v.numel() * v.element_size():
+            v = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
+        out[k] = v
+    return out
+
+
 def save_checkpoint(folder: Path, model, optimizer, cfg: MeDiMConfig, step: int, fsdp: bool, rank: int) -> None:
     model_state, opt_state = full_state(model, optimizer, fsdp)
     if rank != 0:
         return
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+    save_file(own_storage(model_state), str(tmp / "model.safetensors"))
     tensors, scalars = flatten_optimizer(opt_state)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    save_file(own_storage(tensors), str(tmp / "optimizer.safetensors"))
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
@@ -227,6 +242,12 @@ def peak_flops(device: torch.device, peak_tflops: float | None) -> float | None:
     return None
 
 
+def core_layers(model) -> torch.nn.ModuleList:
+    """The decoder layers of a (possibly wrapped) MeDiMBackbone."""
+    core = model.module if hasattr(model, "module") else model
+    return core.decoder.layers
+
+
 def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = False, fsdp: bool = False,
           peak_tflops: float | None = None, device: str | None = None, progress: bool = True) -> dict:
     """Train for cfg.max_steps (or cfg.max_minutes); returns the summary also written to out_dir."""
@@ -242,10 +263,16 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
     model = MeDiMBackbone(cfg).to(dev)
     n_params = model.num_params()
     diffusion = MaskedDiffusion(cfg, tokens)
+    if cfg.compile:  # per decoder layer, in place: state-dict keys unchanged, composes with FSDP/DDP
+        for layer in core_layers(model):
+            layer.compile()
     if fsdp:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP, ShardingStrategy
+        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+        # one FSDP unit per decoder layer (+ the root for embedding, time MLP, final norm): only one layer's
+        # full parameters are materialised at a time. device_id=cpu makes FSDP run on gloo without a GPU.
         model = FSDP(model, sharding_strategy=ShardingStrategy.FULL_SHARD, use_orig_params=True,
-                     device_id=dev if dev.type == "cuda" else None)
+                     auto_wrap_policy=ModuleWrapPolicy({type(core_layers(model)[0])}), device_id=dev)
     elif world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -334,6 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="output folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--fsdp", action="store_true", help="torch FSDP full shard instead of DDP")
+    p.add_argument("--activation-checkpointing", action="store_true", help="recompute each layer in backward")
+    p.add_argument("--compile", action="store_true", help="torch.compile every decoder layer")
     p.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak for the MFU estimate")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None)
@@ -344,6 +373,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("max_minutes", args.max_minutes)) if v is not None}
+    if args.activation_checkpointing:
+        overrides["gradient_checkpointing"] = True
+    if args.compile:
+        overrides["compile"] = True
     cfg = cfg.replace(**overrides)
     dataset = SyntheticPairs(cfg, n=256, seed=cfg.seed) if args.synthetic else None
     summary = train(cfg, args.out or f"runs/{cfg.name}", dataset=dataset, resume=args.resume, fsdp=args.fsdp,

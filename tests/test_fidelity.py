@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from medbench.features.torch_fidelity_bridge import UInt8Images, register_with_torch_fidelity
 from medbench.features.phantom_encoder import PhantomEncoder, PhantomEncoderConfig, PhantomEncoderNet, uint8_to_input
 from medbench.metrics.base import MetricContext, MetricUnavailable, Scored
 from medbench.metrics.fidelity import ImageFidelity, density_coverage, factory, fid, kid
@@ -27,7 +28,7 @@ def encoder(seed=0) -> PhantomEncoder:
     for mod in net.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.momentum = None  # cumulative average: one pass gives the exact batch statistics
-    calib = _Images(blobs(32, 98, 90) + blobs(32, 99, 140))
+    calib = UInt8Images(blobs(32, 98, 90) + blobs(32, 99, 140))
     x = torch.stack([calib[i] for i in range(len(calib))])
     with torch.no_grad():
         net.train()(uint8_to_input(x))
@@ -48,56 +49,7 @@ def blobs(n, seed, bright):
     return out
 
 
-# ---- parity with torch-fidelity ---------------------------------------------------------------
-
-class _Images(torch.utils.data.Dataset):
-    def __init__(self, ims):
-        self.ims = ims
-
-    def __len__(self):
-        return len(self.ims)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(np.asarray(self.ims[i].convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
-def _register_wrapper(net):
-    """A torch-fidelity feature extractor wrapping the same network (uint8 in, its penultimate features out)."""
-    from torch_fidelity import register_feature_extractor
-    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-
-    class PhantomForTorchFidelity(FeatureExtractorBase):
-        network = None
-
-        def __init__(self, name, features_list, **kwargs):
-            super().__init__(name, features_list)
-
-        @staticmethod
-        def get_provided_features_list():
-            return ("features",)
-
-        @staticmethod
-        def get_default_feature_layer_for_metric(metric):
-            return "features"
-
-        @staticmethod
-        def can_be_compiled():
-            return False
-
-        @staticmethod
-        def get_dummy_input_for_compile():
-            return None
-
-        def forward(self, x):
-            return (PhantomForTorchFidelity.network.embed(uint8_to_input(x)),)
-
-    name = "medbench-phantom-test"
-    if name not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(name, PhantomForTorchFidelity)
-    FEATURE_EXTRACTORS_REGISTRY[name].network = net
-    return name
-
+# ---- parity with torch-fidelity (the same extractor registered there) ------------------------
 
 @pytest.mark.parametrize("subset_size", [None, 20])
 def test_fid_kid_prc_match_torch_fidelity(subset_size):
@@ -107,8 +59,8 @@ def test_fid_kid_prc_match_torch_fidelity(subset_size):
     gen, ref = blobs(40, 1, 90), blobs(40, 2, 140)
     g, r = ex.features(gen), ex.features(ref)
     kwargs = dict(kid_subset_size=subset_size or 40)
-    expected = torch_fidelity.calculate_metrics(input1=_Images(gen), input2=_Images(ref), fid=True, kid=True, prc=True,
-                                                feature_extractor=_register_wrapper(ex.net), cuda=False, verbose=False,
+    expected = torch_fidelity.calculate_metrics(input1=UInt8Images(gen), input2=UInt8Images(ref), fid=True, kid=True, prc=True,
+                                                feature_extractor=register_with_torch_fidelity(ex), cuda=False, verbose=False,
                                                 cache=False, save_cpu_ram=True, batch_size=16, **kwargs)
     ours_kid, ours_kid_std = kid(g, r, subset_size=subset_size or 1000)
     assert fid(g, r) == pytest.approx(expected["frechet_inception_distance"], rel=1e-4)

@@ -2,7 +2,6 @@
 
 Uses the bundled phantom-encoder weights (MEDBENCH_TEST_ENCODER_WEIGHTS=FILE overrides them).
 """
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,27 +13,8 @@ from medbench.metrics.base import MetricContext, Scored
 from medbench.metrics.pair_consistency import agreement, derangement, factory
 from medbench.records import Output, Request
 
-PHANTOM = {"n_train": "240", "n_val": "120", "n_test": "120"}
+from phantom_helpers import encoder_options, phantom  # noqa: F401,F811 (phantom: a module fixture)
 KIND = "prompt->pair"
-
-
-def encoder_options() -> dict:
-    override = os.environ.get("MEDBENCH_TEST_ENCODER_WEIGHTS")
-    if override:
-        return {"weights": override}
-    from medbench.features.phantom_encoder import BUNDLED_WEIGHTS
-
-    if not BUNDLED_WEIGHTS.is_file():
-        pytest.skip(f"bundled phantom-encoder weights missing ({BUNDLED_WEIGHTS}); train them with "
-                    "python -m medbench.features.train_phantom_encoder")
-    return {}
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    from medbench.data.resolve import load_dataset
-
-    return load_dataset("cxr-phantom", PHANTOM)
 
 
 def make_ctx(ds, options, seed=0):

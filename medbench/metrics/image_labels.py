@@ -205,3 +205,17 @@ class ImageEncoder:
         thr, info = _THRESHOLD_MEMO[key]
         return thr.copy(), dict(info)
 
+
+def fit_label_space(family: str, heads: "ImageEncoder", labeler_spec, train: list[Sample], dataset: Any,
+                    evaluated_split: str | None, mapping: str, seed: int) -> tuple[Any, list[str], np.ndarray, dict]:
+    """At a family's first update: the labeler, the shared label space, and per-label thresholds fixed on
+    held-out real images (val, else train) -> (labeler, names, thresholds, info)."""
+    labeler = labeler_spec.factory()
+    names = heads.label_space(labeler.observations)
+    split, pool = threshold_samples(train, dataset, evaluated_split)
+    if not pool:
+        raise MetricUnavailable(f"{family}: no real images outside the evaluated split (val or train) to fix "
+                                "the per-label thresholds on")
+    threshold, info = heads.thresholds(pool, names, mapping, labeler, seed)
+    return labeler, names, threshold, {"split": split, **info, "thresholds": dict(zip(names, threshold.tolist()))}
+

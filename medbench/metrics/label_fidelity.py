@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from medbench import hookimpl
-from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
+from medbench.metrics.base import Metric, MetricContext, Scored
 from medbench.metrics.image_labels import (DEFAULT_MAPPING, ImageEncoder, binarise, check_extractor, check_labeler,
-                                           encoder_choice, mapping_or_error, sample_labels, threshold_samples)
+                                           encoder_choice, fit_label_space, mapping_or_error, sample_labels)
 from medbench.registry import MetricSpec
 
 FAMILY = "image.label_fidelity"
@@ -104,14 +104,8 @@ class LabelFidelity(Metric):
 
     def _setup(self) -> None:
         """First update: labeler, label space, thresholds on held-out real images."""
-        self._labeler = self.labeler_spec.factory()
-        self._names = self.heads.label_space(self._labeler.observations)
-        split, pool = threshold_samples(self.train, self.dataset, self.evaluated_split)
-        if not pool:
-            raise MetricUnavailable(f"{FAMILY}: no real images outside the evaluated split (val or train) to fix "
-                                    "the per-label thresholds on")
-        self._threshold, info = self.heads.thresholds(pool, self._names, self.mapping, self._labeler, self.seed)
-        self._threshold_info = {"split": split, **info, "thresholds": dict(zip(self._names, self._threshold.tolist()))}
+        self._labeler, self._names, self._threshold, self._threshold_info = fit_label_space(
+            FAMILY, self.heads, self.labeler_spec, self.train, self.dataset, self.evaluated_split, self.mapping, self.seed)
 
     def update(self, batch: list[Scored]) -> None:
         if self._names is None:

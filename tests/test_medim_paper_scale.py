@@ -1,0 +1,240 @@
+"""MeDiM at paper scale, proven at reduced width with the real layer structure and token layout:
+HF checkpoint truncation + embedding resize, the official release's key map and forward (against an
+independent re-implementation of the official code), FSDP/torchrun resume, flat-folder token cache, GPU smoke
+dry run."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reference_model.backbone import MeDiMBackbone
+from reference_model.config import load_config
+from reference_model.official import (LlamaTextTokenizer, load_official_backbone, official_config,
+                                      official_to_reference, reference_to_official)
+from reference_model.pretrained import resized_embedding
+from reference_model.tokens import TokenSpace
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(hidden_size=32, num_heads=2, num_kv_heads=2, head_dim=16, intermediate_size=64, num_layers=2)
+
+
+def tiny_gemma(tmp_path, layers=5, vocab=300, seed=0):
+    from transformers import GemmaConfig, GemmaForCausalLM
+    torch.manual_seed(seed)
+    hf = GemmaForCausalLM(GemmaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                                      num_attention_heads=2, num_key_value_heads=2, head_dim=16, pad_token_id=0))
+    hf.save_pretrained(tmp_path)
+    return hf
+
+
+def gemma_cfg(path, **kw):
+    base = dict(arch="gemma", **SMALL, text_vocab_size=40, image_codebook_size=24, image_grid=(3, 3), text_len=6,
+                pretrained_path=str(path))
+    return load_config("tiny-phantom").replace(**{**base, **kw})
+
+
+# ----------------------------------------------------------------------------- pretrained loader
+
+def test_truncation_keeps_first_layers_exactly(tmp_path):
+    hf = tiny_gemma(tmp_path, layers=5)
+    net = MeDiMBackbone(gemma_cfg(tmp_path, num_layers=3))
+    assert len(net.decoder.layers) == 3
+    theirs = hf.model.state_dict()
+    ours = net.decoder.state_dict()
+    compared = 0
+    for k, v in ours.items():
+        if k.startswith("layers.") and "adaLN" not in k or k == "norm.weight":
+            assert torch.equal(v, theirs[k]), k  # bit-exact
+            compared += 1
+    assert compared == 3 * 9 + 1  # q k v o, gate up down, 2 norms per layer + final norm
+    for layer in net.decoder.layers:  # AdaLN added, zero-initialised (cfg.adaln_init = zero)
+        assert layer.adaLN_modulation.weight.abs().sum() == 0
+    assert net.embed.padding_idx is None  # row 0 trains
+
+
+def test_embedding_slice_and_new_rows_are_seeded(tmp_path):
+    hf = tiny_gemma(tmp_path, vocab=60)
+    cfg = gemma_cfg(tmp_path, num_layers=2)
+    v = TokenSpace(cfg).vocab_size
+    assert v > 60
+    a, b = MeDiMBackbone(cfg), MeDiMBackbone(cfg)
+    old = hf.model.embed_tokens.weight
+    assert torch.equal(a.embed.weight[:60], old)  # slice: rows 0..V_old-1 kept (the official quirk)
+    assert torch.equal(a.embed.weight, b.embed.weight)  # new rows seeded
+    new = a.embed.weight[60:]
+    assert torch.allclose(new.mean(0), old.mean(0), atol=0.05) and not torch.equal(new[0], new[1])
+
+
+def test_embedding_mean_and_remap_modes():
+    cfg = gemma_cfg("unused", pretrained_path=None)
+    tok = TokenSpace(cfg)
+    old = torch.randn(500, 32, generator=torch.Generator().manual_seed(1)) + 3.0
+    mean = resized_embedding(old, tok, "mean", noise=0.1, seed=0)
+    assert torch.equal(mean[: tok.text_vocab_size], old[: tok.text_vocab_size])
+    rest = mean[tok.text_vocab_size:]
+    assert (rest - old.mean(0)).abs().max() < 0.1 * old.std(0).max() * 6  # mean + small noise
+    remap = resized_embedding(old, tok, "remap", noise=0.1, seed=0, image_row_offset=400)
+    assert torch.equal(remap[tok.image_offset:], old[400:400 + tok.codebook_size])
+    assert torch.equal(remap[tok.text_vocab_size:tok.image_offset], rest[: tok.image_offset - tok.text_vocab_size])
+    with pytest.raises(ValueError, match="remap"):
+        resized_embedding(old, tok, "remap", image_row_offset=490)
+
+
+def test_pretrained_geometry_mismatch_is_named(tmp_path):
+    tiny_gemma(tmp_path)
+    with pytest.raises(ValueError, match="intermediate_size"):
+        MeDiMBackbone(gemma_cfg(tmp_path, intermediate_size=128))
+    with pytest.raises(ValueError, match="cannot keep the first 9"):
+        MeDiMBackbone(gemma_cfg(tmp_path, num_layers=9))
+
+
+# ----------------------------------------------------------------------------- official release
+
+def official_names(layers: int, hidden: int, heads: int, head_dim: int, inter: int, vocab: int) -> dict:
+    """Key -> shape of the official release, written from models/gemma/modeling_gemma.py (GemmaForCausalLM with
+    GemmaModel.time_embedder and GemmaDecoderLayer.adaLN_modulation), independent of reference_model."""
+    keys = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,),
+            "lm_head.weight": (vocab, hidden),
+            "model.time_embedder.mlp.0.weight": (hidden, 256), "model.time_embedder.mlp.0.bias": (hidden,),
+            "model.time_embedder.mlp.2.weight": (hidden, hidden), "model.time_embedder.mlp.2.bias": (hidden,)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        keys.update({p + "self_attn.q_proj.weight": (heads * head_dim, hidden),
+                     p + "self_attn.k_proj.weight": (heads * head_dim, hidden),
+                     p + "self_attn.v_proj.weight": (heads * head_dim, hidden),
+                     p + "self_attn.o_proj.weight": (hidden, heads * head_dim),
+                     p + "mlp.gate_proj.weight": (inter, hidden), p + "mlp.up_proj.weight": (inter, hidden),
+                     p + "mlp.down_proj.weight": (hidden, inter),
+                     p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,),
+                     p + "adaLN_modulation.weight": (6 * hidden, hidden), p + "adaLN_modulation.bias": (6 * hidden,)})
+    return keys
+
+
+def synthetic_official(layers=2, seed=0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(s, generator=g) * 0.2 for k, s in official_names(layers, 32, 2, 16, 64, 40196).items()}
+    state["lm_head.weight"] = state["model.embed_tokens.weight"]  # tied
+    return state
+
+
+def official_small_cfg(**kw):
+    return load_config("medim-official").replace(**{**SMALL, **kw})
+
+
+def test_official_key_map_loads_synthetic_release_strictly():
+    state = synthetic_official(layers=2)
+    mapped = official_to_reference(state)
+    cfg = official_config(mapped, official_small_cfg(num_layers=7))
+    assert cfg.num_layers == 2 and TokenSpace(cfg).vocab_size == 40196 and TokenSpace(cfg).image_offset == 32004
+    net = load_official_backbone(state, cfg)  # raises on any missing / unexpected / mis-shaped key
+    assert set(net.state_dict()) == set(mapped)
+    for k, v in mapped.items():
+        assert torch.equal(net.state_dict()[k], v), k
+    assert set(reference_to_official(net.state_dict())) == set(state) - {"lm_head.weight"}
+    alias = {k.replace("time_embedder", "t_embedder"): v for k, v in state.items()}  # the alternative spelling
+    assert set(official_to_reference(alias)) == set(mapped)
+    tok = net.tokens  # a forward pass at the real layout: 1024 codes, 256 text slots, cond
+    text = torch.zeros(1, 256, dtype=torch.long)
+    text[0, :5] = torch.tensor([1, 450, 1967, 338, 29889])
+    state_ids = tok.make_state(text, torch.randint(0, 8192, (1, 1024)))
+    cond = torch.tensor([[0] * 30 + list(range(1, 11))])
+    with torch.no_grad():
+        logits = net(state_ids, torch.tensor([0.5]), cond)
+    assert logits.shape == (1, 1280, 40196) and torch.isfinite(logits).all()
+
+
+def test_official_key_map_rejects_unknown_and_untied():
+    state = synthetic_official(layers=1)
+    with pytest.raises(ValueError, match="unrecognised"):
+        official_to_reference({**state, "model.vision_tower.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="tied"):
+        official_to_reference({**state, "lm_head.weight": torch.zeros(40196, 32)})
+    with pytest.raises(ValueError, match="missing"):
+        load_official_backbone({k: v for k, v in state.items() if "adaLN" not in k}, official_small_cfg(num_layers=1))
+
+
+@pytest.fixture(scope="module")
+def llama_like_tokenizer(tmp_path_factory):
+    """A real `tokenizers` BPE with Llama-2's special ids (<unk> 0, <s> 1, </s> 2), trained on a few strings."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["Image Size: Width is tensor([2544]) Height is tensor([3056]).",
+                             "No pleural effusion. The heart is enlarged."] * 4, trainer=trainer)
+    path = tmp_path_factory.mktemp("llama") / "tokenizer.json"
+    tok.save(str(path))
+    return LlamaTextTokenizer(path)
+
+
+def official_forward(sd: dict, ids: torch.Tensor, keys: torch.Tensor, sigma: torch.Tensor, heads: int,
+                     head_dim: int, n_image: int, n_text: int, eps: float = 1e-6) -> torch.Tensor:
+    """The official GemmaForCausalLM.forward (batch 1, no padding), re-implemented from its source in plain torch."""
+    layers = len({k.split(".")[2] for k in sd if k.startswith("model.layers.")})
+    emb = sd["model.embed_tokens.weight"]
+    hidden = emb.shape[1]
+    x = F.embedding(ids, emb) * torch.tensor(hidden ** 0.5)
+    freqs = torch.exp(-math.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
+    args = sigma[:, None].float() * freqs[None]
+    t = torch.cat([torch.cos(args), torch.sin(args)], -1)
+    t = F.linear(F.silu(F.linear(t, sd["model.time_embedder.mlp.0.weight"], sd["model.time_embedder.mlp.0.bias"])),
+                 sd["model.time_embedder.mlp.2.weight"], sd["model.time_embedder.mlp.2.bias"])
+    n = ids.shape[1]
+    inv = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    ang = torch.arange(n).float()[:, None] * inv[None]
+    cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+    rot = lambda v: torch.cat([-v[..., head_dim // 2:], v[..., : head_dim // 2]], -1)  # noqa: E731
+    mask = torch.zeros(1, 1, n, n).masked_fill(keys[:, None, None, :] == 0, torch.finfo(torch.float32).min)
+    rms = lambda v, w: v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + eps) * (1 + w)  # noqa: E731
+    for i in range(layers):
+        p = lambda name: sd[f"model.layers.{i}.{name}"]  # noqa: E731
+        sa, ca, ga, sm, cm, gm = F.linear(t, p("adaLN_modulation.weight"), p("adaLN_modulation.bias")).chunk(6, dim=1)
+        h = rms(x, p("input_layernorm.weight")) * (1 + ca[:, None]) + sa[:, None]
+        q, k, v = (F.linear(h, p(f"self_attn.{m}_proj.weight")).view(1, n, heads, head_dim).transpose(1, 2)
+                   for m in "qkv")
+        q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
+        att = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(head_dim) + mask, -1) @ v
+        x = x + ga[:, None] * F.linear(att.transpose(1, 2).reshape(1, n, -1), p("self_attn.o_proj.weight"))
+        h = rms(x, p("post_attention_layernorm.weight")) * (1 + cm[:, None]) + sm[:, None]
+        mlp = F.linear(F.gelu(F.linear(h, p("mlp.gate_proj.weight")), approximate="tanh") * F.linear(h, p("mlp.up_proj.weight")),
+                       p("mlp.down_proj.weight"))
+        x = x + gm[:, None] * mlp
+    logits = F.linear(rms(x, sd["model.norm.weight"]), emb).float()
+    return torch.cat([logits[:, n - n_text - 2: n - 2], logits[:, 2: 2 + n_image]], dim=1)
+
+
+def test_compat_mode_reproduces_the_official_forward(llama_like_tokenizer):
+    """Reduced image/text lengths (the official slices generalised), real vocabulary layout; two rows whose size
+    strings differ in length, batched with padding, each equal to the official batch-1 computation."""
+    torch.manual_seed(0)
+    tok_llama = llama_like_tokenizer
+    state = synthetic_official(layers=2)
+    cfg = official_config(official_to_reference(state), official_small_cfg(image_grid=(2, 3), text_len=7))
+    net = load_official_backbone(state, cfg).eval()
+    tok = net.tokens
+    text = torch.tensor([[1, 40, 41, 42, 0, 0, 0], [1, 50, 51, 52, 53, 54, 0]])
+    x0 = tok.make_state(text, torch.randint(0, 8192, (2, 6)))
+    xt = x0.clone()
+    xt[0, [1, 8]] = tok.mask_id  # a masked text token and a masked image code
+    xt[1, [6, 10, 11]] = tok.mask_id  # incl. a masked pad (attended) next to an unmasked pad (hidden)
+    sizes = [(7, 3), (2544, 3056)]
+    cond = torch.tensor([tok.size_cond_ids(tok_llama, w, h) for w, h in sizes])
+    sigma = torch.tensor([0.3, 2.0])
+    with torch.no_grad():
+        ours = net(xt, sigma, cond)
+    for r, (w, h) in enumerate(sizes):
+        real = [1] + tok_llama.encode(f"Image Size: Width is tensor([{w}]) Height is tensor([{h}]).")
+        assert cond[r, -len(real):].tolist() == real and (cond[r, :-len(real)] == 0).all()
+        txt = xt[r, :7]
+        ids = torch.cat([torch.tensor([32000]), xt[r, 7:], torch.tensor([32001]), torch.tensor(real), txt,
+                         torch.tensor([32002])])[None]
+        keys = torch.ones_like(ids)
+        keys[0, -8:-1] = (txt != 0).long()  # the official key mask: text ids themselves
+        want = official_forward(state, ids, keys, sigma[r:r + 1], heads=2, head_dim=16, n_image=6, n_text=7)
+        torch.testing.assert_close(ours[r:r + 1], want, rtol=1e-4, atol=1e-4)
