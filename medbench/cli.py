@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     seed=args.seed if args.seed is not None else task.seeds[0],
                     n=args.n or quick.get("n", task.n), protocol=args.protocol or task.protocol,
                     dataset_options=_kv(args.dataset_opt, "--dataset-opt"), model_path=args.model_path,
-                    model_options=_kv(args.model_opt, "--model-opt") | ({"quick": "1"} if args.quick else {}),
+                    model_options=_kv(args.model_opt, "--model-opt"),
                     metric_options=_kv(args.metric_opt, "--metric-opt") | ({"quick": "1"} if args.quick else {}),
                     on_bad_sample=args.on_bad_sample, domain=args.domain, batch_size=args.batch_size, n_boot=args.bootstrap,
                     device=args.device, store=Path(args.store) if args.store else None, report=not args.no_report)

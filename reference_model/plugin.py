@@ -118,6 +118,11 @@ class MedimModel:
         self.options = self._parse_options(options or {})
         self.image_size = image_size
 
+    @property
+    def weights_sha256(self) -> dict[str, str]:
+        """Recorded in run.json provenance."""
+        return {str(self.folder / name): digest for name, digest in self.digests.items()}
+
     @staticmethod
     def _parse_options(options: dict) -> dict:
         out = {}
