@@ -221,6 +221,12 @@ class MedimModel:
 
 
 def _factory(context) -> MedimModel:
+    """The bundled checkpoint, a folder of ours (--model-path), or the official MeDiM release."""
+    from reference_model.official import OfficialMedimModel, is_official_release
+
+    if context.model_path and is_official_release(context.model_path):
+        return OfficialMedimModel(context.model_path, device=context.device, options=context.options,
+                                  image_size=context.image_size)
     folder = Path(context.model_path) if context.model_path else DEFAULT_CHECKPOINT
     return MedimModel(folder, device=context.device, options=context.options, image_size=context.image_size)
 

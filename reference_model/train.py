@@ -7,7 +7,8 @@
 bf16 autocast on GPU, fp32 on CPU. All randomness of a step (t, masks, training cases, condition dropout) is
 drawn for the global batch from a generator seeded by (seed, step), and rank r takes rows r, r+W, ... of the
 global batch (the data stream order of reference_model.data.ResumableSampler), so 1 process and W processes
-compute the same step, and resuming at step s continues exactly. A checkpoint is a folder:
+compute the same step, and resuming at step s continues exactly. A checkpoint is a folder (FSDP: the optimizer
+state is one optimizer-rank<R>.safetensors + .json per rank, see docs/scale.md):
 model.safetensors, optimizer.safetensors (optimizer tensors flattened) + trainer.json (step, scalars,
 optimizer layout) + rng.safetensors (RNG states). No pickle anywhere.
 """
@@ -45,6 +46,10 @@ def build_dataset(cfg: MeDiMConfig, split: str = "train", progress: bool = True)
     from reference_model.vq import load_image_tokenizer
 
     d = cfg.data
+    if "flat_cache" in d:  # a token cache built by reference_model.flat_data (MeDiM's flat folder layout)
+        from reference_model.flat_data import FlatTokenDataset, load_text_tokenizer
+        text_tok = load_text_tokenizer(d["text_tokenizer"], d.get("text_kind", "llama")) if cfg.size_cond_len else None
+        return FlatTokenDataset(d["flat_cache"], cfg, text_tok)
     if "datasets" not in d or "tokenizer_dir" not in d:
         raise ValueError(f"config {cfg.name!r}: data needs 'datasets' and 'tokenizer_dir'")
     tok_dir = Path(d["tokenizer_dir"])
@@ -153,12 +158,14 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], scalars: dict) -> dict
 
 
 def full_state(model, optimizer, fsdp: bool):
+    """(full model state, optimizer state). FSDP: the model is gathered (portable safetensors); the optimizer
+    state stays this rank's shard (no gather: scalable, and FSDP's CPU gather aliases exp_avg/exp_avg_sq)."""
     if not fsdp:
         core = model.module if hasattr(model, "module") else model
         return core.state_dict(), optimizer.state_dict()
-    from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel as FSDP, StateDictType
-    with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=True)):
-        return model.state_dict(), FSDP.optim_state_dict(model, optimizer)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return state, optimizer.state_dict()
 
 
 def own_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -175,21 +182,36 @@ def own_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(folder: Path, model, optimizer, cfg: MeDiMConfig, step: int, fsdp: bool, rank: int) -> None:
+def save_checkpoint(folder: Path, model, optimizer, cfg: MeDiMConfig, step: int, fsdp: bool, rank: int,
+                    world: int = 1) -> None:
+    """Write folder/ atomically (temp folder + rename). FSDP: every rank writes optimizer-rank<R>.safetensors
+    (+ .json) into the temp folder, which must be on a filesystem all ranks share."""
     model_state, opt_state = full_state(model, optimizer, fsdp)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if rank == 0:
+        tmp.mkdir(parents=True, exist_ok=True)
+    if fsdp:
+        if world > 1:
+            dist.barrier()
+        tensors, scalars = flatten_optimizer(opt_state)
+        save_file(own_storage(tensors), str(tmp / f"optimizer-rank{rank}.safetensors"))
+        (tmp / f"optimizer-rank{rank}.json").write_text(json.dumps(scalars))
+        if world > 1:
+            dist.barrier()
     if rank != 0:
         return
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     save_file(own_storage(model_state), str(tmp / "model.safetensors"))
-    tensors, scalars = flatten_optimizer(opt_state)
-    save_file(own_storage(tensors), str(tmp / "optimizer.safetensors"))
+    scalars = None
+    if not fsdp:
+        tensors, scalars = flatten_optimizer(opt_state)
+        save_file(own_storage(tensors), str(tmp / "optimizer.safetensors"))
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     save_file(rng, str(tmp / "rng.safetensors"))
     cfg.save(tmp / "config.json")
-    (tmp / "trainer.json").write_text(json.dumps({"step": step, "optimizer": scalars}, indent=1))
+    meta = {"step": step, "optimizer": scalars} if not fsdp else {"step": step, "fsdp_world_size": world}
+    (tmp / "trainer.json").write_text(json.dumps(meta, indent=1))
     if folder.exists():
         for f in folder.iterdir():
             f.unlink()
@@ -198,17 +220,24 @@ def save_checkpoint(folder: Path, model, optimizer, cfg: MeDiMConfig, step: int,
 
 
 def load_checkpoint(folder: Path, model, optimizer, fsdp: bool) -> int:
+    """Resume model (unless FSDP: its weights are loaded before wrapping, see train), optimizer and RNG."""
     meta = json.loads((folder / "trainer.json").read_text())
-    model_state = load_file(str(folder / "model.safetensors"))
-    opt_state = unflatten_optimizer(load_file(str(folder / "optimizer.safetensors")), meta["optimizer"])
-    if fsdp:
-        from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel as FSDP, StateDictType
-        with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=True)):
-            model.load_state_dict(model_state)
-            opt_state = FSDP.optim_state_dict_to_load(model, optimizer, opt_state)
+    if fsdp:  # this rank's optimizer shard: same world size and wrapping as when saved
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        if meta.get("fsdp_world_size") != world:
+            raise ValueError(f"{folder}: FSDP optimizer shards were written by {meta.get('fsdp_world_size')} ranks; "
+                             f"resume with the same number of processes (the weights alone, model.safetensors, load "
+                             f"anywhere)")
+        shard = folder / f"optimizer-rank{rank}"
+        opt_state = unflatten_optimizer(load_file(str(shard) + ".safetensors"),
+                                        json.loads(Path(str(shard) + ".json").read_text()))
+        optimizer.load_state_dict(opt_state)
     else:
+        opt_state = unflatten_optimizer(load_file(str(folder / "optimizer.safetensors")), meta["optimizer"])
+        model_state = load_file(str(folder / "model.safetensors"))
         (model.module if hasattr(model, "module") else model).load_state_dict(model_state)
-    optimizer.load_state_dict(opt_state)
+        optimizer.load_state_dict(opt_state)
     rng = load_file(str(folder / "rng.safetensors"))
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available() and "cuda0" in rng:
@@ -261,7 +290,12 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
     tokens = TokenSpace(cfg)
     torch.manual_seed(cfg.seed)
     model = MeDiMBackbone(cfg).to(dev)
+    resuming = resume and (ckpt_dir / "trainer.json").is_file()
+    if resuming and fsdp:  # into the plain module, before wrapping (FSDP then shards the resumed weights);
+        # loading a full state dict into the wrapped use_orig_params module detaches the optimizer's params
+        model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
     n_params = model.num_params()
+    matrix_names = {n for n, p in model.named_parameters() if p.dim() >= 2}
     diffusion = MaskedDiffusion(cfg, tokens)
     if cfg.compile:  # per decoder layer, in place: state-dict keys unchanged, composes with FSDP/DDP
         for layer in core_layers(model):
@@ -275,13 +309,15 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
                      auto_wrap_policy=ModuleWrapPolicy({type(core_layers(model)[0])}), device_id=dev)
     elif world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    # decay on >= 2-D tensors, decided by name (FSDP's use_orig_params views are flat shards)
+    named = [(n.replace("_fsdp_wrapped_module.", ""), p) for n, p in model.named_parameters()]
+    decay = [p for n, p in named if n.removeprefix("module.") in matrix_names]
+    no_decay = [p for n, p in named if n.removeprefix("module.") not in matrix_names]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas,
                                   fused=dev.type == "cuda")
     step = 0
-    if resume and (ckpt_dir / "trainer.json").is_file():
+    if resuming:
         step = load_checkpoint(ckpt_dir, model, optimizer, fsdp)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
     global_batch = cfg.micro_batch_size * cfg.grad_accum * world
@@ -341,7 +377,7 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
             dist.all_reduce(flag)
             stop = bool(flag.item())
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps or stop:
-            save_checkpoint(ckpt_dir, model, optimizer, cfg, step, fsdp, rank)
+            save_checkpoint(ckpt_dir, model, optimizer, cfg, step, fsdp, rank, world)
             if world > 1:
                 dist.barrier()
         if stop:

@@ -170,7 +170,13 @@ def llama_like_tokenizer(tmp_path_factory):
                              "No pleural effusion. The heart is enlarged."] * 4, trainer=trainer)
     path = tmp_path_factory.mktemp("llama") / "tokenizer.json"
     tok.save(str(path))
-    return LlamaTextTokenizer(path)
+    loaded = LlamaTextTokenizer(path)
+    loaded.path = path
+    return loaded
+
+
+def llama_like_tokenizer_path(tok) -> Path:
+    return tok.path
 
 
 def official_forward(sd: dict, ids: torch.Tensor, keys: torch.Tensor, sigma: torch.Tensor, heads: int,
@@ -238,3 +244,152 @@ def test_compat_mode_reproduces_the_official_forward(llama_like_tokenizer):
         keys[0, -8:-1] = (txt != 0).long()  # the official key mask: text ids themselves
         want = official_forward(state, ids, keys, sigma[r:r + 1], heads=2, head_dim=16, n_image=6, n_text=7)
         torch.testing.assert_close(ours[r:r + 1], want, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- scale features
+
+FSDP_CFG = {"name": "fsdp-test", "hidden_size": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
+            "intermediate_size": 64, "text_vocab_size": 30, "image_codebook_size": 16, "image_grid": [3, 3],
+            "text_len": 8, "micro_batch_size": 2, "max_steps": 3, "warmup_steps": 2, "lr": 0.003, "log_every": 1,
+            "ckpt_every": 1000, "gradient_checkpointing": True}
+
+
+def _torchrun(cfg_path, out, *extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "reference_model.train", "--config", str(cfg_path), "--out", str(out), "--fsdp", "--synthetic",
+           "--threads", "1", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def load_file_(path):
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
+
+def _losses(out):
+    import json
+    return [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_fsdp_torchrun_gloo_trains_and_resumes(tmp_path):
+    """2 CPU processes, FSDP full shard (one unit per layer) + activation checkpointing: an interrupted run resumed
+    from its gathered safetensors checkpoint continues exactly as the uninterrupted one."""
+    import json
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(FSDP_CFG))
+    _torchrun(cfg_path, tmp_path / "full")
+    _torchrun(cfg_path, tmp_path / "part", "--max-steps", "2")
+    assert sorted(p.name for p in (tmp_path / "part" / "checkpoint").iterdir()) == [
+        "config.json", "model.safetensors", "optimizer-rank0.json", "optimizer-rank0.safetensors",
+        "optimizer-rank1.json", "optimizer-rank1.safetensors", "rng.safetensors", "trainer.json"]
+    _torchrun(cfg_path, tmp_path / "part", "--resume")
+    full, part = _losses(tmp_path / "full"), _losses(tmp_path / "part")
+    assert len(full) == len(part) == 3 and full[-1] < full[0]
+    assert part == pytest.approx(full, rel=1e-6, abs=1e-7)
+    shard = load_file_(tmp_path / "part" / "checkpoint" / "optimizer-rank0.safetensors")
+    avg = [k for k in shard if k.endswith(".exp_avg")]
+    assert avg and not any(torch.equal(shard[k], shard[k + "_sq"]) for k in avg)  # no aliased moments
+    from safetensors.torch import load_file
+    a = load_file(str(tmp_path / "full" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint" / "model.safetensors"))
+    assert set(a) == set(MeDiMBackbone(load_config(cfg_path)).state_dict())  # unwrapped names
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_own_storage_copies_only_shared_views():
+    from reference_model.train import own_storage
+    flat = torch.arange(6.0)
+    got = own_storage({"a": flat[:3], "b": flat[3:], "c": torch.ones(2)})
+    ptrs = {v.untyped_storage().data_ptr() for v in got.values()}
+    assert len(ptrs) == 3 and torch.equal(got["b"], torch.tensor([3.0, 4.0, 5.0]))
+
+
+def test_flat_folder_token_cache(tmp_path, llama_like_tokenizer):
+    from PIL import Image
+
+    from reference_model.flat_data import FlatTokenDataset, build_cache
+    from reference_model.train import collate
+    from reference_model.vq import load_image_tokenizer
+    folder = tmp_path / "mimic"
+    folder.mkdir()
+    for i, (w, h) in enumerate([(64, 48), (40, 64), (64, 64)]):
+        Image.new("L", (w, h), 40 * i).save(folder / f"p10_s{i}.jpg")
+        (folder / f"p10_s{i}.txt").write_text("No pleural effusion. The heart is enlarged." if i else "Heart.")
+    (folder / "orphan.jpg").write_bytes((folder / "p10_s0.jpg").read_bytes())  # no report: skipped
+    vq = load_image_tokenizer(REPO / "reference_model" / "checkpoints" / "tiny-phantom")
+    cfg = load_config("tiny-phantom").replace(text_vocab_size=300, text_len=12, size_cond_len=40, compact_cond=True,
+                                              domain_token=False, image_grid=tuple(vq.grid),
+                                              image_codebook_size=vq.codebook_size)
+    shards = build_cache([(str(folder), "cxr", True)], vq, llama_like_tokenizer, cfg.text_len, tmp_path / "cache",
+                         progress=False)
+    stamp = shards[0].stat().st_mtime_ns
+    build_cache([(str(folder), "cxr", True)], vq, llama_like_tokenizer, cfg.text_len, tmp_path / "cache",
+                progress=False)
+    assert shards[0].stat().st_mtime_ns == stamp  # up to date: not rebuilt
+    ds = FlatTokenDataset(tmp_path / "cache", cfg, llama_like_tokenizer)
+    assert len(ds) == 3
+    ex = ds[1]
+    assert ex["text"][0] == 1 and ex["text"].shape == (12,) and ex["domain"] == "cxr"
+    assert ex["text_mask"].sum() == 12  # the MIMIC training prefix fills the slots
+    assert ex["image"].shape == (vq.grid[0] * vq.grid[1],)
+    tail = llama_like_tokenizer.encode("Image Size: Width is tensor([40]) Height is tensor([64]).")
+    assert ex["size_ids"][-len(tail):].tolist() == tail  # the original size, before padding
+    batch = collate([ds[i] for i in range(3)], TokenSpace(cfg))
+    assert batch["cond"].shape == (3, 40) and batch["state"].shape == (3, 12 + cfg.image_len)
+
+
+def test_gpu_smoke_dry_run(tmp_path):
+    import json
+    out = tmp_path / "smoke.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "benchmarks/gpu_smoke.sh", "--dry-run", "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["train"]["steps"] == 3 and res["train"]["tokens_per_s"] > 0
+    assert set(res["sampler"]) == {"2", "4"} and all(v["images_per_s"] > 0 for v in res["sampler"].values())
+    assert res["ar_kv_cache"]["tokens"] == 16 and res["ar_kv_cache"]["images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_official_release_folder_answers_requests(tmp_path, llama_like_tokenizer):
+    """A synthetic release folder (official key names, Chameleon VQGAN at the real 512 px / 32x32 / 8192-code
+    layout but reduced width, a Llama-style tokenizer.json) served through OfficialMedimModel."""
+    import json
+    import shutil
+
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from medbench.records import Request
+    from reference_model.chameleon_vqgan import ChameleonVQGAN, ChameleonVQGANConfig
+    from reference_model.official import OfficialMedimModel, is_official_release, write_manifest
+    from reference_model.vq import sha256_file
+    torch.manual_seed(0)
+    vcfg = ChameleonVQGANConfig(embed_dim=8, n_embed=8192, z_channels=8, resolution=512, ch=32, ch_mult=(1, 1, 1, 1, 1),
+                                num_res_blocks=1)
+    save_file(ChameleonVQGAN(vcfg).state_dict(), str(tmp_path / "vqgan.safetensors"))
+    (tmp_path / "vq.json").write_text(json.dumps({"kind": "chameleon-vqgan", "config": vcfg.to_dict(),
+                                                  "weights": "vqgan.safetensors",
+                                                  "sha256": sha256_file(tmp_path / "vqgan.safetensors")}))
+    state = synthetic_official(layers=1)
+    del state["lm_head.weight"]  # safetensors releases usually omit the tied copy
+    save_file(state, str(tmp_path / "model.safetensors"))
+    shutil.copy(llama_like_tokenizer_path(llama_like_tokenizer), tmp_path / "tokenizer.json")
+    (tmp_path / "medim-config.json").write_text(json.dumps({**json.loads(
+        (REPO / "reference_model/configs/medim-official.json").read_text()), **SMALL}))
+    assert is_official_release(tmp_path)
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        OfficialMedimModel(tmp_path)
+    write_manifest(tmp_path)
+    model = OfficialMedimModel(tmp_path, options={"steps": "2", "size": "640x480"})
+    out = model.generate([Request(kind="report->image", sample_id="a", seed=1, domain="cxr",
+                                  report="No pleural effusion."),
+                          Request(kind="image->report", sample_id="b", seed=2, domain="path",
+                                  image=Image.new("RGB", (96, 64), (200, 100, 150)))])
+    assert out[0].image.size == (512, 512) and out[0].image.mode == "L"
+    assert isinstance(out[1].report, str)
