@@ -301,7 +301,7 @@ def test_fsdp_torchrun_gloo_trains_and_resumes(tmp_path):
 
 
 def test_own_storage_copies_only_shared_views():
-    from reference_model.train import own_storage
+    from reference_model.checkpoint import own_storage
     flat = torch.arange(6.0)
     got = own_storage({"a": flat[:3], "b": flat[3:], "c": torch.ones(2)})
     ptrs = {v.untyped_storage().data_ptr() for v in got.values()}

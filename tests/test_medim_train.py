@@ -8,8 +8,8 @@ import torch
 import torch.multiprocessing as mp
 
 from reference_model.config import MeDiMConfig
-from reference_model.train import (SyntheticPairs, flatten_optimizer, lr_at, stream_indices, train,
-                                   unflatten_optimizer)
+from reference_model.checkpoint import flatten_optimizer, unflatten_optimizer
+from reference_model.train import SyntheticPairs, lr_at, stream_indices, train
 
 
 def tiny_cfg(**kw) -> MeDiMConfig:
