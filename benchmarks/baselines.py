@@ -26,9 +26,10 @@ KEY_METRICS = {
 MARK_BEGIN, MARK_END = "<!-- baselines:begin -->", "<!-- baselines:end -->"
 
 
-def run(task: str, model: str, out: Path, store: Path) -> tuple[dict, float]:
+def run(task: str, model: str, out: Path, store: Path, extra: list[str]) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "medbench", "run", "--task", task, "--model", model, "--out", str(out), "--store", str(store)]
+    cmd = [sys.executable, "-m", "medbench", "run", "--task", task, "--model", model, "--out", str(out), "--store", str(store),
+           *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -54,7 +55,9 @@ def table(records: dict[tuple[str, str], tuple[dict, float]], tasks: list[str], 
     lines = [MARK_BEGIN]
     for task in tasks:
         keys = KEY_METRICS[task]
-        lines += ["", f"**{task}** (cxr-phantom, n = 200, seed 0; † = CI does not overlap `random`'s)", "",
+        rec0 = records[(task, models[0])][0]
+        lines += ["", f"**{task}** (cxr-phantom, n = {rec0['n']}, seed 0, {rec0['bootstrap']} bootstrap resamples; "
+                      "† = CI does not overlap `random`'s)", "",
                   "| model | " + " | ".join(f"`{k}` {'↑' if _hib(records, task, k) else '↓'}" for k in keys) + " | wall s |",
                   "|---|" + "---|" * (len(keys) + 1)]
         for model in models:
@@ -79,13 +82,16 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["oracle", "retrieval", "medim", "random"])
     ap.add_argument("--tasks", nargs="+", default=["t2i", "i2t", "joint_pairs"])
     ap.add_argument("--out", type=Path, default=Path("runs/baselines"))
+    ap.add_argument("--n", type=int, help="samples per task (default: the task's)")
+    ap.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: medbench's)")
     ap.add_argument("--write", type=Path)
     args = ap.parse_args()
+    extra = (["--n", str(args.n)] if args.n else []) + (["--bootstrap", str(args.bootstrap)] if args.bootstrap else [])
     store = args.out / "medbench.sqlite"
     records = {}
     for task in args.tasks:
         for model in args.models:
-            records[(task, model)] = run(task, model, args.out, store)
+            records[(task, model)] = run(task, model, args.out, store, extra)
             print(f"{task} {model}: {records[(task, model)][1]:.0f} s", flush=True)
         subprocess.run([sys.executable, "-m", "medbench", "leaderboard", "--task", task, "--store", str(store),
                         "--out", str(args.out / f"leaderboard-{task}")], check=True, capture_output=True)
