@@ -255,11 +255,9 @@ class OfficialMedimModel:
 
     @torch.no_grad()
     def _generate_batch(self, requests) -> list:
-        from PIL import Image
-
         from medbench.records import Output
-        from reference_model.data import image_to_tensor, pad_text, tensor_to_image
-        from reference_model.plugin import KIND_TASK
+        from reference_model.data import image_to_tensor, pad_text
+        from reference_model.plugin import KIND_TASK, decode_images
         from reference_model.sampler import task_known_mask
 
         kind, tok, bos = requests[0].kind, self.tokens, self.text_tok.bos_id
@@ -292,11 +290,7 @@ class OfficialMedimModel:
                 report = self.text_tok.decode(ids)
                 out.report = report.removeprefix(MIMIC_PREFIX.strip()).strip() if r.domain == "cxr" else report.strip()
         if kind in ("report->image", "prompt->pair"):
-            images = self.image_tok.decode(codes.to(self.device)).cpu()
-            for out, x, r in zip(outputs, images, requests):
-                img = tensor_to_image(x, r.domain)
-                if self.image_size and img.size != (self.image_size, self.image_size):
-                    img = img.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
+            for out, img in zip(outputs, decode_images(self.image_tok, codes, requests, self.image_size, self.device)):
                 out.image = img
         return outputs
 

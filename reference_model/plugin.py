@@ -172,7 +172,7 @@ class MedimModel:
 
     @torch.no_grad()
     def _generate_batch(self, requests: list[Request]) -> list[Output]:
-        from reference_model.data import pad_text, report_from_ids, tensor_to_image
+        from reference_model.data import pad_text, report_from_ids
         from reference_model.sampler import task_known_mask
 
         kind = requests[0].kind
@@ -196,11 +196,7 @@ class MedimModel:
             for out, ids, (_, p) in zip(outputs, text_ids.tolist(), rows):
                 out.report = report_from_ids(self.text_tok, ids[p:] if self.prompted else ids)
         if kind in ("report->image", "prompt->pair"):
-            images = self.image_tok.decode(codes.to(self.device)).cpu()
-            for out, x, r in zip(outputs, images, requests):
-                img = tensor_to_image(x, r.domain)
-                if self.image_size and img.size != (self.image_size, self.image_size):
-                    img = img.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
+            for out, img in zip(outputs, decode_images(self.image_tok, codes, requests, self.image_size, self.device)):
                 out.image = img
         return outputs
 
@@ -218,6 +214,20 @@ class MedimModel:
                 for i, out in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
                     results[i] = out
         return [results[i] for i in range(len(requests))]
+
+
+def decode_images(image_tok, codes: torch.Tensor, requests: list[Request], image_size: int | None,
+                  device) -> list[Image.Image]:
+    """VQ codes -> PIL images in each request's domain mode, resized to the dataset's size when given."""
+    from reference_model.data import tensor_to_image
+
+    images = []
+    for x, r in zip(image_tok.decode(codes.to(device)).cpu(), requests):
+        img = tensor_to_image(x, r.domain)
+        if image_size and img.size != (image_size, image_size):
+            img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
+        images.append(img)
+    return images
 
 
 def _factory(context) -> MedimModel:
