@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from doc_block import write_block
+
 KEY_METRICS = {
     "t2i": ["image.fid@phantom-encoder", "image.label_fidelity.auroc_macro", "image.label_fidelity.f1_macro",
             "memorization.nn_closer_than_p1"],
@@ -23,7 +25,6 @@ KEY_METRICS = {
     "joint_pairs": ["pair.consistency.f1", "pair.consistency.kappa", "image.fid@phantom-encoder", "nlg.coco.bleu4",
                     "clinical.ce_f1.micro14.unc_pos"],
 }
-MARK_BEGIN, MARK_END = "<!-- baselines:begin -->", "<!-- baselines:end -->"
 
 
 def run(task: str, model: str, out: Path, store: Path, extra: list[str]) -> tuple[dict, float]:
@@ -52,7 +53,7 @@ def separated(m: dict | None, ref: dict | None) -> bool:
 
 
 def table(records: dict[tuple[str, str], tuple[dict, float]], tasks: list[str], models: list[str]) -> str:
-    lines = [MARK_BEGIN]
+    lines = []
     for task in tasks:
         keys = KEY_METRICS[task]
         rec0 = records[(task, models[0])][0]
@@ -66,7 +67,6 @@ def table(records: dict[tuple[str, str], tuple[dict, float]], tasks: list[str], 
             cells = [fmt(rec["metrics"].get(k)) + (" †" if model != "random" and separated(rec["metrics"].get(k), base.get(k)) else "")
                      for k in keys]
             lines.append(f"| {model} | " + " | ".join(cells) + f" | {secs:.0f} |")
-    lines.append(MARK_END)
     return "\n".join(lines)
 
 
@@ -98,9 +98,7 @@ def main() -> None:
     text = table(records, args.tasks, args.models)
     print(text)
     if args.write:
-        doc = args.write.read_text()
-        start, end = doc.index(MARK_BEGIN), doc.index(MARK_END) + len(MARK_END)
-        args.write.write_text(doc[:start] + text + doc[end:])
+        write_block(args.write, "baselines", text)
 
 
 if __name__ == "__main__":

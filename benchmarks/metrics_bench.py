@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from doc_block import write_block
 
 ROOT = Path(__file__).resolve().parents[1]
-MARK_BEGIN, MARK_END = "<!-- metrics_bench:begin -->", "<!-- metrics_bench:end -->"
 
 
 def phantom_samples(domain: str, split: str, n: int):
@@ -166,7 +166,6 @@ def markdown(text: dict, fid: dict, mem: dict) -> str:
         return d["medbench_s"] / d["reference_s"]
 
     return "\n".join([
-        MARK_BEGIN,
         "| measurement | medbench | reference (same run) | ratio | agreement |",
         "|---|---|---|---|---|",
         f"| COCO text metrics, {text['n']:,} pairs (PTB tok + BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D) | {text['medbench_s']:.1f} s | "
@@ -178,8 +177,7 @@ def markdown(text: dict, fid: dict, mem: dict) -> str:
         f"| 95 % CI, 1,000 patient resamples: image fidelity | {fid['ci_s']:.1f} s | metric time {fid['medbench_s']:.1f} s | "
         f"{fid['ci_s'] / fid['medbench_s']:.2f}× of metric time | |",
         f"| peak memory, image.fidelity over {mem['large']:,} vs {mem['small']:,} samples | {mem['large_mb']:.0f} MB | "
-        f"{mem['small_mb']:.0f} MB | {mem['ratio']:.2f}× (target ≤ 1.3×) | |",
-        MARK_END])
+        f"{mem['small_mb']:.0f} MB | {mem['ratio']:.2f}× (target ≤ 1.3×) | |"])
 
 
 def main() -> None:
@@ -198,9 +196,7 @@ def main() -> None:
     table = markdown(text, fid, mem)
     print(table)
     if args.write:
-        doc = args.write.read_text()
-        start, end = doc.index(MARK_BEGIN), doc.index(MARK_END) + len(MARK_END)
-        args.write.write_text(doc[:start] + table + doc[end:])
+        write_block(args.write, "metrics_bench", table)
 
 
 if __name__ == "__main__":

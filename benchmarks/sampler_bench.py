@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
+from doc_block import write_block
 
 
 def time_it(fn, repeats: int) -> float:
@@ -83,6 +85,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--write", type=Path, help="also write the table into this Markdown file's sampler_bench block")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(f"{args.checkpoint}/config.json" if args.checkpoint else args.config)
@@ -100,12 +103,15 @@ def main(argv=None):
     run, n_new = ar_runner(cfg, args.batch, args.task, args.device)
     sec = time_it(run, args.repeats)
     rows.append((f"AR (same backbone, causal, KV cache), {n_new} tokens", args.batch / sec, n_new + 1))
-    print(f"\nSampler throughput: config {cfg.name}, task {args.task}, batch {args.batch}, device {args.device}, "
-          f"threads {args.threads}, {model.num_params() / 1e6:.2f} M parameters, cfg {cfg_scale}\n")
-    print("| sampler | samples/s | forward passes / sample |")
-    print("|---|---:|---:|")
-    for name, sps, passes in rows:
-        print(f"| {name} | {sps:.2f} | {passes:.0f} |")
+    lines = [f"Config {cfg.name} ({model.num_params() / 1e6:.2f} M parameters, {args.checkpoint or 'untrained'}), "
+             f"task {args.task}, batch {args.batch}, device {args.device}, threads {args.threads}, cfg {cfg_scale}; "
+             f"MaskGIT reaches {rows[0][1] / rows[-1][1]:.1f}× ({args.steps[0]} steps) to "
+             f"{rows[-2][1] / rows[-1][1]:.1f}× ({args.steps[-1]} steps) the AR samples/s.", "",
+             "| sampler | samples/s | forward passes / sample | samples/s vs AR |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {sps:.2f} | {passes:.0f} | {sps / rows[-1][1]:.2f}× |" for name, sps, passes in rows]
+    print("\n".join(lines))
+    if args.write:
+        write_block(args.write, "sampler_bench", "\n".join(lines))
 
 
 if __name__ == "__main__":

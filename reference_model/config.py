@@ -23,6 +23,7 @@ _CHOICES = {
     "logit_offset": ("clean", "reference"),
     "reveal_schedule": ("arccos", "cosine", "linear"),
     "sampler_path": ("normalized", "reference"),
+    "sampler_time": ("nominal", "mask_ratio"),
     "lr_schedule": ("cosine", "cosine_restarts", "constant"),
     "attn_implementation": ("sdpa", "eager"),
     "embedding_init": ("slice", "mean", "remap"),
@@ -84,6 +85,7 @@ class MeDiMConfig:
     r_temp: float = 10.0
     cfg_scale: float = 5.0
     sampler_path: str = "normalized"         # reference = unnormalised exp(logits) when CFG is off
+    sampler_time: str = "nominal"            # t fed to the model: the reference's linear grid or the true mask ratio
     # --- training ---
     seed: int = 0
     max_steps: int = 1000

@@ -36,7 +36,7 @@ FILES = {  # file -> what it is and how it is made
 }
 KIND_TASK = {"report->image": "t2i", "image->report": "i2t", "prompt->pair": "prompted"}
 OPTION_KEYS = {"steps": int, "cfg": float, "temperature": float, "r_temp": float, "schedule": str, "path": str,
-               "batch_size": int}
+               "time": str, "batch_size": int}
 
 
 def _sha256(path: Path) -> str:
@@ -189,7 +189,8 @@ class MedimModel:
         o = self.options
         state = self.sampler.generate(x0, known, cond, seeds=[r.seed for r in requests], steps=o.get("steps"),
                                       schedule=o.get("schedule"), temperature=o.get("temperature"),
-                                      r_temp=o.get("r_temp"), cfg_scale=o.get("cfg"), path=o.get("path")).cpu()
+                                      r_temp=o.get("r_temp"), cfg_scale=o.get("cfg"), path=o.get("path"),
+                                      time=o.get("time")).cpu()
         text_ids, codes = self.tokens.split_state(state)
         outputs = [Output(sample_id=r.sample_id) for r in requests]
         if kind in ("image->report", "prompt->pair"):

@@ -74,10 +74,12 @@ class MaskGITSampler:
     def generate(self, x0: torch.Tensor, known: torch.Tensor, cond: torch.Tensor, seeds: list[int],
                  steps: int | None = None, schedule: str | None = None, temperature: float | None = None,
                  r_temp: float | None = None, cfg_scale: float | None = None, path: str | None = None,
-                 progress: bool = False) -> torch.Tensor:
+                 time: str | None = None, progress: bool = False) -> torch.Tensor:
         c, tok = self.cfg, self.tokens
         steps = steps or c.sample_steps
-        schedule, path = schedule or c.reveal_schedule, path or c.sampler_path
+        schedule, path, time = schedule or c.reveal_schedule, path or c.sampler_path, time or c.sampler_time
+        if time not in ("nominal", "mask_ratio"):
+            raise ValueError(f"unknown sampler time {time!r}; choose nominal or mask_ratio")
         temperature = c.temperature if temperature is None else temperature
         r_temp = c.r_temp if r_temp is None else r_temp
         cfg_scale = c.cfg_scale if cfg_scale is None else cfg_scale
@@ -91,15 +93,20 @@ class MaskGITSampler:
         mask = torch.full_like(x0, tok.mask_id)
         x = torch.where(known, x0, mask)
         allowed = tok.segment_vocab_mask(dev)
-        n_unknown = (~known).sum(1).tolist()
+        n_unknown_t = (~known).sum(1)
+        n_unknown = n_unknown_t.tolist()
         counts = [reveal_counts(n, steps, schedule) for n in n_unknown]
         row_steps = torch.tensor([len(cs) for cs in counts], device=dev)
         has_cond = known.any(1)
         evals = 0
         for i in range(int(row_steps.max().item()) if b else 0):
             active = i < row_steps
-            t = torch.where(active, 1 - i * (1 - T_FINAL) / row_steps.clamp_min(1), torch.ones_like(row_steps,
-                            dtype=torch.float)).float()
+            if time == "nominal":  # the reference's linear grid (quirk 17: not the true mask ratio)
+                t = 1 - i * (1 - T_FINAL) / row_steps.clamp_min(1)
+            else:  # the fraction of unknown positions still masked, i.e. the t the model was trained at
+                still_masked = ((x == tok.mask_id) & ~known).sum(1)
+                t = (still_masked / n_unknown_t.clamp_min(1)).clamp_min(T_FINAL)
+            t = torch.where(active, t, torch.ones_like(t)).float()
             sigma = self.noise.sigma(t)
             w = torch.where(has_cond & active, cfg_scale * (1 - t), torch.zeros_like(t))
             if (w > 0).any():  # conditional and unconditional (condition -> [MASK]) branches in one batch

@@ -61,3 +61,23 @@ def test_same_seed_same_output_and_batch_independence(setup):
         assert torch.equal(single[0], a[i])
     pair = sampler.generate(batch["state"][[2, 0]], known[[2, 0]], batch["cond"][[2, 0]], seeds=[9, 7])
     assert torch.equal(pair, a[[2, 0]])
+
+
+def test_mask_ratio_time_feeds_the_true_masked_fraction(setup):
+    """time="mask_ratio" gives the model sigma(fraction of unknown positions still masked); "nominal" the linear grid."""
+    cfg, model, sampler, batch = setup
+    tok = model.tokens
+    known = task_known_mask("t2i", tok, 4)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append((args[0][:4].clone(), args[1][:4].clone())))
+    try:
+        out = sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3], time="mask_ratio")
+    finally:
+        hook.remove()
+    assert not (out == tok.mask_id).any() and torch.equal(out[known], batch["state"][known])
+    unknown = (~known).sum(1)
+    for x, sigma in seen[:-1]:  # the last call is the final noise-removal pass at t = 1e-5
+        ratio = ((x == tok.mask_id) & ~known).sum(1) / unknown
+        assert torch.allclose(sigma, sampler.noise.sigma(ratio.clamp_min(1e-5).float()))
+    with pytest.raises(ValueError, match="nominal or mask_ratio"):
+        sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3], time="linear")
