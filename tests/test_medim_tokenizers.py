@@ -110,6 +110,6 @@ def test_bundled_tokenizers_round_trip(reports):
     tok = TextTokenizer.from_file(BUNDLED / "text-tokenizer.json")
     assert all(tok.decode(tok.encode(t)) == t for t in reports)
     vq = load_image_tokenizer(BUNDLED)
-    assert vq.grid == (16, 16) and vq.image_size == 64 and vq.codebook_size == 512
+    assert vq.grid == (8, 8) and vq.image_size == 64 and vq.codebook_size == 512
     images = torch.rand(2, 3, 64, 64) * 2 - 1
     assert vq.decode(vq.encode(images)).shape == images.shape
