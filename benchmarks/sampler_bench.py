@@ -63,11 +63,11 @@ def ar_runner(cfg, batch: int, task: str, device):
     @torch.no_grad()
     def run():
         out = net.decoder(input_ids=prefix, use_cache=True)
-        cache, last = out.past_key_values, out.last_hidden_state[:, -1:]
+        cache, last = out.cache, out.last_hidden_state[:, -1:]
         for _ in range(n_new):
             nxt = torch.nn.functional.linear(last, net.embed.weight).argmax(-1)
-            out = net.decoder(input_ids=nxt, past_key_values=cache, use_cache=True)
-            cache, last = out.past_key_values, out.last_hidden_state
+            out = net.decoder(input_ids=nxt, cache=cache, use_cache=True)
+            cache, last = out.cache, out.last_hidden_state
     return run, n_new
 
 
