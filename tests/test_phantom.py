@@ -221,3 +221,14 @@ def test_default_phantoms_generate_within_90_seconds(tmp_path):
         ensure_phantom(domain, home=tmp_path)
     elapsed = time.perf_counter() - start
     assert elapsed <= 90, f"generating both default phantoms took {elapsed:.1f} s"
+
+
+def test_cache_name_follows_the_generator_source(tmp_path, monkeypatch):
+    """A change to the drawing code gives a new cache folder even if nobody bumps GENERATOR_VERSION."""
+    from medbench.data.phantom import generate
+
+    before = phantom_root("cxr", home=tmp_path)
+    assert generate._params("cxr", 64, 4000, 500, 1000, 0)["generator_source"] == generate.source_digest()
+    monkeypatch.setattr(generate, "source_digest", lambda: "0" * 16)
+    after = phantom_root("cxr", home=tmp_path)
+    assert after != before and after.parent == before.parent

@@ -5,7 +5,7 @@
 
 ROOT = $MEDBENCH_HOME/phantoms/<domain>-<hash of the parameters>/ (MEDBENCH_HOME defaults to
 ~/.cache/medbench). Everything is a pure function of (domain, size, n_train, n_val, n_test, seed,
-GENERATOR_VERSION): each study draws from its own seeded generator, so the files are byte-identical
+GENERATOR_VERSION, the generator's source): each study draws from its own seeded generator, so the files are byte-identical
 whatever the number of worker processes. Patients (1-4 studies each, findings correlated across a
 patient's studies) never straddle splits.
 
@@ -29,6 +29,8 @@ from PIL import Image
 from tqdm import tqdm
 
 GENERATOR_VERSION = 1  # bump when the drawing or the phrasing changes: it changes every hash
+GENERATOR_SOURCES = ("cxr.py", "path.py", "generate.py")  # their bytes are hashed too: a forgotten bump cannot
+                                                          # leave a stale cache under the same name
 DOMAINS = {"cxr": "medbench.data.phantom.cxr", "path": "medbench.data.phantom.path"}
 DOMAIN_CODE = {"cxr": 1, "path": 2}
 SPLITS = ("train", "val", "test")
@@ -50,7 +52,15 @@ def _params(domain: str, size: int, n_train: int, n_val: int, n_test: int, seed:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"phantom option {key} must be a non-negative integer, got {n!r}")
     return {"domain": domain, "size": size, "n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed,
-            "generator_version": GENERATOR_VERSION}
+            "generator_version": GENERATOR_VERSION, "generator_source": source_digest()}
+
+
+def source_digest() -> str:
+    """sha256 (first 16 hex) of the generator's source files."""
+    h = hashlib.sha256()
+    for name in GENERATOR_SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def phantom_root(domain: str, *, size: int = 64, n_train: int = 4000, n_val: int = 500, n_test: int = 1000,
