@@ -6,8 +6,8 @@
 ROOT = $MEDBENCH_HOME/phantoms/<domain>-<hash of the parameters>/ (MEDBENCH_HOME defaults to
 ~/.cache/medbench). Everything is a pure function of (domain, size, n_train, n_val, n_test, seed,
 GENERATOR_VERSION, the generator's source): each study draws from its own seeded generator, so the
-files are byte-identical whatever the number of worker processes. Patients (1-4 studies each, findings correlated across a
-patient's studies) never straddle splits.
+files are byte-identical whatever the number of worker processes. Patients (1-4 studies each, findings
+correlated across a patient's studies) never straddle splits.
 
     python -m medbench.data.phantom.generate cxr --size 64     # regenerate by hand (prints the root)
 """
