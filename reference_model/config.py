@@ -86,6 +86,9 @@ class MeDiMConfig:
     cfg_scale: float = 5.0
     sampler_path: str = "normalized"         # reference = unnormalised exp(logits) when CFG is off
     sampler_time: str = "nominal"            # t fed to the model: the reference's linear grid or the true mask ratio
+    remask_rounds: int = 0                   # correction rounds after MaskGIT: re-mask the least confident tokens
+    remask_frac: float = 0.1                 # fraction of the generated positions re-masked per round
+    pad_bias: float = 0.0                    # added to the text pad logit when sampling (< 0: longer reports)
     # --- training ---
     seed: int = 0
     max_steps: int = 1000

@@ -36,7 +36,8 @@ FILES = {  # file -> what it is and how it is made
 }
 KIND_TASK = {"report->image": "t2i", "image->report": "i2t", "prompt->pair": "prompted"}
 OPTION_KEYS = {"steps": int, "cfg": float, "temperature": float, "r_temp": float, "schedule": str, "path": str,
-               "time": str, "batch_size": int}
+               "time": str, "remask_rounds": int, "remask_frac": float, "pad_bias": float,
+               "batch_size": int}
 
 
 def _sha256(path: Path) -> str:
@@ -190,7 +191,8 @@ class MedimModel:
         state = self.sampler.generate(x0, known, cond, seeds=[r.seed for r in requests], steps=o.get("steps"),
                                       schedule=o.get("schedule"), temperature=o.get("temperature"),
                                       r_temp=o.get("r_temp"), cfg_scale=o.get("cfg"), path=o.get("path"),
-                                      time=o.get("time")).cpu()
+                                      time=o.get("time"), remask_rounds=o.get("remask_rounds"),
+                                      remask_frac=o.get("remask_frac"), pad_bias=o.get("pad_bias")).cpu()
         text_ids, codes = self.tokens.split_state(state)
         outputs = [Output(sample_id=r.sample_id) for r in requests]
         if kind in ("image->report", "prompt->pair"):

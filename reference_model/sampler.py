@@ -74,31 +74,51 @@ class MaskGITSampler:
     def generate(self, x0: torch.Tensor, known: torch.Tensor, cond: torch.Tensor, seeds: list[int],
                  steps: int | None = None, schedule: str | None = None, temperature: float | None = None,
                  r_temp: float | None = None, cfg_scale: float | None = None, path: str | None = None,
-                 time: str | None = None, progress: bool = False) -> torch.Tensor:
+                 time: str | None = None, remask_rounds: int | None = None, remask_frac: float | None = None,
+                 pad_bias: float | None = None, progress: bool = False) -> torch.Tensor:
         c, tok = self.cfg, self.tokens
         steps = steps or c.sample_steps
         schedule, path, time = schedule or c.reveal_schedule, path or c.sampler_path, time or c.sampler_time
         if time not in ("nominal", "mask_ratio"):
             raise ValueError(f"unknown sampler time {time!r}; choose nominal or mask_ratio")
-        temperature = c.temperature if temperature is None else temperature
-        r_temp = c.r_temp if r_temp is None else r_temp
-        cfg_scale = c.cfg_scale if cfg_scale is None else cfg_scale
+        rounds = c.remask_rounds if remask_rounds is None else remask_rounds
+        frac = c.remask_frac if remask_frac is None else remask_frac
+        if rounds and not 0 < frac <= 1:
+            raise ValueError(f"remask_frac must be in (0, 1], got {frac}")
+        knobs = {"temperature": c.temperature if temperature is None else temperature,
+                 "r_temp": c.r_temp if r_temp is None else r_temp,
+                 "cfg_scale": c.cfg_scale if cfg_scale is None else cfg_scale, "path": path, "time": time,
+                 "pad_bias": c.pad_bias if pad_bias is None else pad_bias}
         dev = next(self.model.parameters()).device
         b = x0.shape[0]
         if len(seeds) != b:
             raise ValueError(f"need one seed per row: {len(seeds)} seeds for a batch of {b}")
-        known, cond = known.to(dev), cond.to(dev)
-        x0 = x0.to(dev)
+        known, cond, x0 = known.to(dev), cond.to(dev), x0.to(dev)
         gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
-        mask = torch.full_like(x0, tok.mask_id)
-        x = torch.where(known, x0, mask)
+        x = torch.where(known, x0, torch.full_like(x0, tok.mask_id))
+        conf = torch.zeros(x.shape, device=dev)  # log p of each revealed token when it was revealed
+        self._evals = 0
+        n_unknown = (~known).sum(1).tolist()
+        x, conf = self._reveal(x, conf, known, x0, cond, gens, [reveal_counts(n, steps, schedule) for n in n_unknown],
+                               n_unknown, **knobs)
+        for _ in range(rounds):  # ReMDM-style correction: re-mask the least confident tokens, reveal them again
+            k = [math.ceil(frac * n) for n in n_unknown]
+            worst = conf.masked_fill(known, math.inf).argsort(dim=1).argsort(dim=1) < torch.tensor(k, device=dev)[:, None]
+            x = torch.where(worst & ~known, torch.full_like(x, tok.mask_id), x)
+            counts = [reveal_counts(kr, max(1, round(steps * frac)), schedule) for kr in k]
+            x, conf = self._reveal(x, conf, known, x0, cond, gens, counts, n_unknown, **knobs)
+        self.forward_passes = self._evals / max(b, 1)
+        return torch.where(known, x0, x)
+
+    def _reveal(self, x, conf, known, x0, cond, gens, counts, n_unknown, temperature, r_temp, cfg_scale, path, time, pad_bias):
+        """MaskGIT steps: at step i, row r reveals counts[r][i] of its masked positions (highest confidence
+        after Gumbel noise scaled by r_temp * t); then the final noise-removal step for any leftovers."""
+        tok, b, dev = self.tokens, x.shape[0], x.device
+        mask = torch.full_like(x, tok.mask_id)
         allowed = tok.segment_vocab_mask(dev)
-        n_unknown_t = (~known).sum(1)
-        n_unknown = n_unknown_t.tolist()
-        counts = [reveal_counts(n, steps, schedule) for n in n_unknown]
+        n_unknown_t = torch.tensor(n_unknown, device=dev)
         row_steps = torch.tensor([len(cs) for cs in counts], device=dev)
         has_cond = known.any(1)
-        evals = 0
         for i in range(int(row_steps.max().item()) if b else 0):
             active = i < row_steps
             if time == "nominal":  # the reference's linear grid (quirk 17: not the true mask ratio)
@@ -114,10 +134,12 @@ class MaskGITSampler:
                 both = self.model(torch.cat([x, x_u]), torch.cat([sigma, sigma]), torch.cat([cond, cond]))
                 lc, lu = both[:b], both[b:]
                 logits = (1 + w[:, None, None]) * lc - w[:, None, None] * lu
-                evals += 2 * b
+                self._evals += 2 * b
             else:
                 logits = self.model(x, sigma, cond)
-                evals += b
+                self._evals += b
+            if pad_bias:  # a length penalty: < 0 makes ending a report (a pad) less likely
+                logits[:, :tok.text_len, tok.pad_id] += pad_bias
             logp = subs_log_probs(logits, None, tok, allowed)
             if path == "reference":  # unnormalised, unrestricted exp(logits) when CFG is off (D.1)
                 raw = torch.nan_to_num(logits.float(), nan=0.0, posinf=0.0, neginf=0.0)
@@ -125,20 +147,21 @@ class MaskGITSampler:
             noise_tok = torch.stack([gumbel(logp.shape[1:], g) for g in gens])
             noise_conf = torch.stack([gumbel(logp.shape[1], g) for g in gens])
             sampled = (logp / max(temperature, 1e-6) + noise_tok).argmax(-1)
-            conf = logp.gather(-1, sampled[..., None]).squeeze(-1) + r_temp * t[:, None] * noise_conf
+            tok_logp = logp.gather(-1, sampled[..., None]).squeeze(-1)
             still = x == tok.mask_id
-            conf = conf.masked_fill(~still, -math.inf)
+            score = (tok_logp + r_temp * t[:, None] * noise_conf).masked_fill(~still, -math.inf)
             k = torch.tensor([cs[i] if i < len(cs) else 0 for cs in counts], device=dev)
             k = torch.minimum(k, still.sum(1))
-            rank = conf.argsort(dim=1, descending=True).argsort(dim=1)
+            rank = score.argsort(dim=1, descending=True).argsort(dim=1)
             reveal = (rank < k[:, None]) & still
-            x = torch.where(reveal, sampled, x)
-            x = torch.where(known, x0, x)
+            x = torch.where(known, x0, torch.where(reveal, sampled, x))
+            conf = torch.where(reveal, tok_logp, conf)
         leftover = (x == tok.mask_id) & ~known
         if leftover.any():  # final noise removal: argmax of the SUBS log-probs at t = 1e-5
             t = torch.full((b,), T_FINAL, device=dev)
             logp = subs_log_probs(self.model(x, self.noise.sigma(t), cond), None, tok, allowed)
-            x = torch.where(leftover, logp.argmax(-1), x)
-            evals += b
-        self.forward_passes = evals / max(b, 1)
-        return torch.where(known, x0, x)
+            best = logp.max(-1)
+            x = torch.where(leftover, best.indices, x)
+            conf = torch.where(leftover, best.values, conf)
+            self._evals += b
+        return x, conf

@@ -81,3 +81,40 @@ def test_mask_ratio_time_feeds_the_true_masked_fraction(setup):
         assert torch.allclose(sigma, sampler.noise.sigma(ratio.clamp_min(1e-5).float()))
     with pytest.raises(ValueError, match="nominal or mask_ratio"):
         sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3], time="linear")
+
+
+def test_remask_rounds_revise_the_least_confident_tokens(setup):
+    """Each correction round re-masks ceil(frac * unknown) generated positions and reveals them again: given
+    tokens stay, nothing is left masked, seeds still decide, and the model sees exactly that many masks."""
+    cfg, model, sampler, batch = setup
+    tok = model.tokens
+    known = task_known_mask("uncond", tok, 4)
+    plain = sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3])
+    passes = sampler.forward_passes
+    seen: list[torch.Tensor] = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    try:
+        out = sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3], remask_rounds=2,
+                               remask_frac=0.25)
+    finally:
+        hook.remove()
+    assert not (out == tok.mask_id).any()
+    assert torch.equal(out, sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3],
+                                             remask_rounds=2, remask_frac=0.25))
+    k = -(-tok.state_len // 4)  # ceil(0.25 * unknown positions)
+    first_of_rounds = seen[int(passes):]
+    rounds = [x for x in first_of_rounds if int((x == tok.mask_id).sum(1).max()) == k]
+    assert len(rounds) == 2 and all(torch.equal((x == tok.mask_id).sum(1), torch.full((4,), k)) for x in rounds)
+    assert sampler.forward_passes > passes and not torch.equal(out, plain)
+    with pytest.raises(ValueError, match="remask_frac"):
+        sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3], remask_rounds=1, remask_frac=0)
+
+
+def test_pad_bias_sets_the_report_length(setup):
+    """pad_bias shifts the text pad logit: strongly negative writes no pad, strongly positive only pads."""
+    cfg, model, sampler, batch = setup
+    tok = model.tokens
+    known = task_known_mask("i2t", tok, 4)
+    pads = [int((sampler.generate(batch["state"], known, batch["cond"], seeds=[0, 1, 2, 3], pad_bias=bias)
+                 [:, :tok.text_len] == tok.pad_id).sum()) for bias in (-100.0, 0.0, 100.0)]
+    assert pads[0] == 0 and pads[2] == 4 * tok.text_len and pads[0] <= pads[1] <= pads[2]
