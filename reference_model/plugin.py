@@ -8,8 +8,9 @@ vq.safetensors (image tokenizer card and weights), text-tokenizer.json and manif
 every other file; write it with ``python -m reference_model.plugin manifest DIR``). Everything is
 verified before use; nothing is ever downloaded.
 
-Sampler settings come from ``--option`` (context.options): steps, cfg, temperature, r_temp,
-schedule, path, batch_size; defaults are the checkpoint config's sample_* fields.
+Sampler settings come from ``--model-opt`` (context.options): steps, cfg, temperature, r_temp,
+schedule, path, time, pad_bias, remask_rounds, remask_frac, batch_size; defaults are the checkpoint
+config's sampler fields (sampler.py documents each).
 """
 from __future__ import annotations
 

@@ -6,6 +6,11 @@
 
 Each row draws its randomness from its own torch.Generator(seed), and its schedule depends only on its own
 number of unknown positions, so a request's result does not depend on the batch it came in.
+
+Knobs (defaults from the config): steps and reveal schedule, temperature, r_temp (Gumbel noise on the
+confidence, scaled by t), cfg_scale (w = cfg * (1 - t)), path and time (the reference's quirks), pad_bias (added
+to the text pad logit: a length penalty) and remask_rounds / remask_frac (after the MaskGIT pass, re-mask the least
+confident fraction of the generated tokens and reveal them again, ReMDM style). docs/decisions.md has the numbers.
 """
 from __future__ import annotations
 
@@ -101,16 +106,17 @@ class MaskGITSampler:
         n_unknown = (~known).sum(1).tolist()
         x, conf = self._reveal(x, conf, known, x0, cond, gens, [reveal_counts(n, steps, schedule) for n in n_unknown],
                                n_unknown, **knobs)
+        k = [math.ceil(frac * n) for n in n_unknown]
+        counts = [reveal_counts(kr, max(1, round(steps * frac)), schedule) for kr in k]
         for _ in range(rounds):  # ReMDM-style correction: re-mask the least confident tokens, reveal them again
-            k = [math.ceil(frac * n) for n in n_unknown]
-            worst = conf.masked_fill(known, math.inf).argsort(dim=1).argsort(dim=1) < torch.tensor(k, device=dev)[:, None]
-            x = torch.where(worst & ~known, torch.full_like(x, tok.mask_id), x)
-            counts = [reveal_counts(kr, max(1, round(steps * frac)), schedule) for kr in k]
+            rank = conf.masked_fill(known, math.inf).argsort(dim=1).argsort(dim=1)
+            x = torch.where((rank < torch.tensor(k, device=dev)[:, None]) & ~known, torch.full_like(x, tok.mask_id), x)
             x, conf = self._reveal(x, conf, known, x0, cond, gens, counts, n_unknown, **knobs)
         self.forward_passes = self._evals / max(b, 1)
         return torch.where(known, x0, x)
 
-    def _reveal(self, x, conf, known, x0, cond, gens, counts, n_unknown, temperature, r_temp, cfg_scale, path, time, pad_bias):
+    def _reveal(self, x, conf, known, x0, cond, gens, counts, n_unknown,
+                temperature, r_temp, cfg_scale, path, time, pad_bias):
         """MaskGIT steps: at step i, row r reveals counts[r][i] of its masked positions (highest confidence
         after Gumbel noise scaled by r_temp * t); then the final noise-removal step for any leftovers."""
         tok, b, dev = self.tokens, x.shape[0], x.device
