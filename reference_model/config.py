@@ -27,6 +27,7 @@ _CHOICES = {
     "lr_schedule": ("cosine", "cosine_restarts", "constant"),
     "attn_implementation": ("sdpa", "eager"),
     "embedding_init": ("slice", "mean", "remap"),
+    "image_embedding_init": ("random", "vq"),
 }
 
 
@@ -105,6 +106,7 @@ class MeDiMConfig:
     restart_t_mult: int = 2                  # cosine_restarts: cycle growth (reference T_mult)
     gradient_checkpointing: bool = False
     compile: bool = False                    # torch.compile the backbone (trainer)
+    image_embedding_init: str = "random"     # vq: image-code rows = the VQ codebook, randomly projected (trainer)
     log_every: int = 10
     ckpt_every: int = 500
     max_minutes: float | None = None         # stop (and checkpoint) after this much wall-clock

@@ -53,14 +53,40 @@ def build_dataset(cfg: MeDiMConfig, split: str = "train", progress: bool = True)
         return FlatTokenDataset(d["flat_cache"], cfg, text_tok)
     if "datasets" not in d or "tokenizer_dir" not in d:
         raise ValueError(f"config {cfg.name!r}: data needs 'datasets' and 'tokenizer_dir'")
-    tok_dir = Path(d["tokenizer_dir"])
-    tok_dir = tok_dir if tok_dir.is_absolute() else REPO / tok_dir
+    tok_dir = tokenizer_dir(cfg)
     image_tok = load_image_tokenizer(tok_dir)
     text_tok = TextTokenizer.from_file(tok_dir / d.get("text_tokenizer", "text-tokenizer.json"))
     check_tokenizers(cfg, image_tok, text_tok)
     samples = load_samples(d["datasets"], split, d.get("options"))
     return MedimTokenDataset(samples, image_tok, text_tok, cfg.text_len, layouts=d.get("layouts", LAYOUTS),
                              progress=progress)
+
+
+def tokenizer_dir(cfg: MeDiMConfig) -> Path:
+    if "tokenizer_dir" not in cfg.data:
+        raise ValueError(f"config {cfg.name!r}: data needs 'tokenizer_dir'")
+    tok_dir = Path(cfg.data["tokenizer_dir"])
+    return tok_dir if tok_dir.is_absolute() else REPO / tok_dir
+
+
+def init_image_embeddings_from_vq(model: MeDiMBackbone, cfg: MeDiMConfig) -> None:
+    """Image-code rows of the (tied) embedding = the VQ codebook through a fixed random projection, centred and
+    scaled to the embedding's std: codes that look alike start alike instead of as 512 arbitrary ids."""
+    from reference_model.vq import load_image_tokenizer
+
+    tok_dir = tokenizer_dir(cfg)
+    codebook = getattr(getattr(load_image_tokenizer(tok_dir), "quantizer", None), "codebook", None)
+    if codebook is None:
+        raise ValueError(f"image_embedding_init='vq' needs a tokenizer with a quantizer codebook (tiny-vq); "
+                         f"{tok_dir} has none")
+    weight, tokens = model.embed.weight, model.tokens
+    if codebook.shape[0] != tokens.codebook_size:
+        raise ValueError(f"{tok_dir}: codebook has {codebook.shape[0]} codes, the config {tokens.codebook_size}")
+    proj = torch.randn(codebook.shape[1], weight.shape[1], generator=torch.Generator().manual_seed(cfg.seed))
+    rows = (codebook.float() - codebook.float().mean(0)) @ proj
+    with torch.no_grad():
+        image_rows = weight[tokens.image_offset:tokens.image_offset + tokens.codebook_size]
+        image_rows.copy_(rows / rows.std() * image_rows.std())
 
 
 def check_tokenizers(cfg: MeDiMConfig, image_tok, text_tok) -> None:
@@ -176,7 +202,10 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
     dataset = dataset if dataset is not None else build_dataset(cfg, progress=progress and rank == 0)
     tokens = TokenSpace(cfg)
     torch.manual_seed(cfg.seed)
-    model = MeDiMBackbone(cfg).to(dev)
+    model = MeDiMBackbone(cfg)
+    if cfg.image_embedding_init == "vq":
+        init_image_embeddings_from_vq(model, cfg)
+    model = model.to(dev)
     resuming = resume and (ckpt_dir / "trainer.json").is_file()
     if resuming and fsdp:  # into the plain module, before wrapping (FSDP then shards the resumed weights);
         # loading a full state dict into the wrapped use_orig_params module detaches the optimizer's params

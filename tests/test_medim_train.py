@@ -96,3 +96,29 @@ def test_ddp_gloo_two_processes_matches_one(tmp_path):
     b = load_file(str(tmp_path / "two" / "checkpoint" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_image_embeddings_from_the_vq_codebook():
+    """image_embedding_init="vq": image-code rows keep the codebook's geometry (a random projection preserves
+    pairwise distances), text rows and the embedding's scale are untouched; a tokenizer without one is an error."""
+    from reference_model.backbone import MeDiMBackbone
+    from reference_model.config import load_config
+    from reference_model.train import init_image_embeddings_from_vq, tokenizer_dir
+    from reference_model.vq import load_image_tokenizer
+
+    cfg = load_config("tiny-phantom").replace(image_embedding_init="vq")
+    torch.manual_seed(0)
+    model = MeDiMBackbone(cfg)
+    before = model.embed.weight.detach().clone()
+    init_image_embeddings_from_vq(model, cfg)
+    tok = model.tokens
+    rows = model.embed.weight.detach()[tok.image_offset:tok.image_offset + tok.codebook_size]
+    codebook = load_image_tokenizer(tokenizer_dir(cfg)).quantizer.codebook
+    pick = torch.arange(0, tok.codebook_size, 8)
+    d_code, d_emb = torch.cdist(codebook[pick], codebook[pick]), torch.cdist(rows[pick], rows[pick])
+    upper = torch.triu(torch.ones_like(d_code, dtype=torch.bool), diagonal=1)
+    assert torch.corrcoef(torch.stack([d_code[upper], d_emb[upper]]))[0, 1] > 0.9
+    assert torch.equal(model.embed.weight[:tok.image_offset], before[:tok.image_offset])
+    assert rows.std().item() == pytest.approx(before[tok.image_offset:].std().item(), rel=1e-3)
+    with pytest.raises(ValueError, match="tokenizer_dir"):
+        init_image_embeddings_from_vq(model, cfg.replace(data={}))
