@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -65,11 +66,25 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_STORE):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         self.migrate()
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL once (it persists in the file). Two processes creating the same store can both try;
+        the switch needs an exclusive lock and SQLite may report "locked" without waiting, so retry."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                with self._connect() as db:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
