@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-LISTABLE = ("tasks", "models", "metrics", "datasets", "extractors", "labelers", "downstream_models")
+LISTABLE = ("tasks", "models", "metrics", "datasets", "extractors", "labelers", "downstream_models", "weights")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -121,7 +121,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
     for name, module, help_text in (("report", "medbench.report", "write report.html for a run folder"),
                                     ("leaderboard", "medbench.leaderboard", "rank models of a task from the store"),
-                                    ("compare", "medbench.compare", "paired comparison of two runs, with an optional CI gate")):
+                                    ("compare", "medbench.compare", "paired comparison of two runs, with an optional CI gate"),
+                                    ("weights", "medbench.weights", "list, check or pin the local weights evaluators need")):
         p = sub.add_parser(name, help=help_text)
         _add_module_args(p, module, name, argv)
         p.set_defaults(func=_subcommand(module, f"main_{name}"))

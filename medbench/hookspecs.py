@@ -92,6 +92,16 @@ def medbench_downstream_models():
 
 
 @hookspec
+def medbench_weights():
+    """Contribute weights manifests (what an evaluator or model needs from the user's disk).
+
+    Return a list of `medbench.weights.WeightsSpec`: the folder name under the weights root,
+    each file with its sha256 and size, the licence and where a user gets the files. `medbench
+    weights list/check` shows them; the consumer calls `medbench.weights.locate(spec)`.
+    """
+
+
+@hookspec
 def medbench_run_start(config):
     """Called on every process when a run starts, after the run folder exists.
 

@@ -16,10 +16,11 @@ from typing import Any, Callable
 import pluggy
 
 from medbench import hookspecs
+from medbench.options import Option
 
 hookimpl = pluggy.HookimplMarker("medbench")
 GROUP = "medbench"
-KINDS = ("datasets", "tasks", "models", "metrics", "extractors", "labelers", "downstream_models")
+KINDS = ("datasets", "tasks", "models", "metrics", "extractors", "labelers", "downstream_models", "weights")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class DatasetSpec:
     name: str
     load: Callable[..., Any]  # (options: dict) -> Dataset
     description: str = ""
+    options: tuple[Option, ...] = ()  # declared options (medbench.options), checked once by the harness
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class ModelSpec:
     factory: Callable[..., Any]  # (ModelContext) -> Model
     kinds: tuple[str, ...] = ("report->image", "image->report", "prompt->pair")
     description: str = ""
+    options: tuple[Option, ...] = ()  # declared options (medbench.options), checked once by the harness
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class MetricSpec:
     kinds: tuple[str, ...] = ("report->image", "image->report", "prompt->pair")
     protocol: str | None = None
     description: str = ""
+    options: tuple[Option, ...] = ()  # declared options (medbench.options), checked once by the harness
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class ExtractorSpec:
     name: str
     factory: Callable[..., Any]  # (weights: str | None) -> FeatureExtractor
     description: str = ""
+    options: tuple[Option, ...] = ()  # declared options (medbench.options), checked once by the harness
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def _dist_label(ep: md.EntryPoint) -> str:
     return f"{dist.name} {dist.version}" if dist is not None else "?"
 
 
-def _entry_name(kind: str, spec: Any) -> str:
+def _entry_name(kind: str, spec: Any) -> str:  # weights: medbench.weights.WeightsSpec
     if kind == "tasks":
         from medbench.tasks import task_name
 
