@@ -21,7 +21,7 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 # torch and torchvision are pinned as a pair that imports together (torch-fidelity needs torchvision).
-.venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[test,field]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import medbench, torch, torchvision, torch_fidelity, transformers, pycocoevalcap, nltk" \
   || { echo "medbench setup: the Python environment is incomplete" >&2; exit 1; }
 echo "medbench setup: done (.venv)"
