@@ -35,9 +35,13 @@ class Sample:
     prompt: str | None = None
 
     def load_image(self) -> Image.Image:
-        """The image as a PIL image (fully decoded, file closed)."""
+        """The image as a PIL image (fully decoded, file closed); .dcm through `medbench.data.dicom`."""
         if self.image_path is None:
             raise ValueError(f"sample {self.id!r} has no image")
+        if str(self.image_path).lower().endswith(".dcm"):
+            from medbench.data.dicom import read_dicom
+
+            return read_dicom(self.image_path).image
         with Image.open(self.image_path) as im:
             im.load()
             return im.copy()

@@ -15,6 +15,16 @@ class Dataset:
     samples: list[Sample]
     source: str = ""  # where it came from (a folder, a manifest, a generator and its seed)
     bad: list["BadSample"] = field(default_factory=list)  # filled by validation
+    # what was done to the files on the way in (report sections, DICOM conversion), for run.json;
+    # a dataset holding .dcm images gets the DICOM pipeline recorded under "image" automatically
+    preprocessing: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if "image" not in self.preprocessing and any(
+                s.image_path is not None and str(s.image_path).lower().endswith(".dcm") for s in self.samples):
+            from medbench.data.dicom import DICOM_PIPELINE
+
+            self.preprocessing = {**self.preprocessing, "image": DICOM_PIPELINE}
 
     def split(self, split: str) -> list[Sample]:
         return [s for s in self.samples if s.split == split]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -34,11 +35,13 @@ from medbench.records import Sample
 
 MAX_REPORT_CHARS = 20_000
 LABEL_VALUES = (1, 0, -1)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")  # .dcm through medbench.data.dicom
 IMAGE_MODES = ("L", "RGB", "RGBA", "LA", "P")  # 8-bit modes every consumer can convert safely
 POLICIES = ("fail", "skip")
 _FORMAT_OF_SUFFIX = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its CRC: the last 8 bytes of a complete PNG
+MAX_IMAGE_BYTES = 1 << 30  # 1 GiB: larger image files are refused before reading
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: a labels/manifest line longer than this is refused, not read whole
 
 
 class DatasetError(ValueError):
@@ -57,8 +60,63 @@ def report_problem(text: str, max_chars: int = MAX_REPORT_CHARS) -> str | None:
     return None
 
 
-def read_report(path: Path, max_chars: int = MAX_REPORT_CHARS) -> tuple[str | None, str | None]:
-    """Read a report file as UTF-8 (a BOM is allowed). Returns (text, None) or (None, reason)."""
+def file_problem(path: Path, root: Path | None = None) -> str | None:
+    """Why `path` must not be opened, or None: missing, a symlink loop, not a regular file (a
+    directory, FIFO, device, socket: checked with os.stat, so a FIFO never blocks), or, when `root`
+    is given, a symlink that leads outside `root`."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "file not found (or a symlink to nothing)" if os.path.islink(path) else "file not found"
+    except OSError as e:
+        if e.errno == 40:  # ELOOP
+            return "symlink loop (too many levels of symbolic links)"
+        return f"cannot read file: {e.strerror or e}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "device or socket"
+        return f"not a regular file (a {kind})"
+    if root is not None:
+        real, base = os.path.realpath(path), os.path.realpath(root)
+        if os.path.commonpath([real, base]) != base:
+            return f"symlink leads outside {root} (to {real})"
+    return None
+
+
+def bounded_lines(path: Path, limit: int = MAX_LINE_BYTES):
+    """(line number, bytes) for every line of a text file, reading at most `limit` bytes a line;
+    a longer line is yielded as None (the caller reports it) and skipped to its end."""
+    with open(path, "rb") as f:
+        number = 0
+        while True:
+            raw = f.readline(limit + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                while (rest := f.readline(limit)) and not rest.endswith(b"\n"):
+                    pass
+                yield number, None
+                continue
+            yield number, raw
+
+
+def report_bytes_problem(data: bytes) -> str | None:
+    """NUL bytes have no place in a report (a binary file, or UTF-16 read as UTF-8)."""
+    at = data.find(b"\x00")
+    return f"report contains NUL bytes (first at byte offset {at})" if at >= 0 else None
+
+
+def read_report(path: Path, max_chars: int = MAX_REPORT_CHARS, *, allow_empty: bool = False,
+                root: Path | None = None) -> tuple[str | None, str | None]:
+    """Read a report file as UTF-8 (a BOM is allowed). Returns (text, None) or (None, reason).
+
+    Only regular files are opened (see `file_problem`); at most 4*max_chars+4 bytes are read.
+    allow_empty: an empty report is returned as "" (model outputs: scored as zero) instead of refused.
+    """
+    if problem := file_problem(path, root):
+        return None, problem if problem != "file not found" else "report file not found"
     try:
         with open(path, "rb") as f:
             data = f.read(4 * max_chars + 4)  # UTF-8 uses at most 4 bytes a character
@@ -71,7 +129,11 @@ def read_report(path: Path, max_chars: int = MAX_REPORT_CHARS) -> tuple[str | No
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         return None, f"report is not UTF-8: invalid byte 0x{data[e.start]:02x} at byte offset {e.start}"
+    if problem := report_bytes_problem(data):
+        return None, problem
     text = text.strip()
+    if allow_empty and not text:
+        return "", None
     problem = report_problem(text, max_chars)
     return (None, problem) if problem else (text, None)
 
@@ -110,11 +172,17 @@ def _label_number(value) -> int | None:
     return None
 
 
-def image_problem(path: Path) -> str | None:
-    """Why an image file is unusable, or None. Decodes it fully (PIL open + load)."""
+def image_problem(path: Path, root: Path | None = None) -> str | None:
+    """Why an image file is unusable, or None. Decodes it fully (PIL open + load; DICOM by `dicom.read_dicom`)."""
+    if str(path).lower().endswith(".dcm"):
+        return _dicom_problem(path)
+    if problem := file_problem(path, root):
+        return problem if problem != "file not found" else "image file not found"
+    if (size := os.path.getsize(path)) > MAX_IMAGE_BYTES:
+        return f"image file too large: {size} bytes (limit {MAX_IMAGE_BYTES})"
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError:
         return "image file not found"
     except OSError as e:
@@ -143,6 +211,18 @@ def image_problem(path: Path) -> str | None:
     expected = _FORMAT_OF_SUFFIX.get(os.path.splitext(path)[1].lower())
     if expected and fmt != expected:
         return f"file name says {expected} but the content is {fmt}"
+    return None
+
+
+def _dicom_problem(path: Path) -> str | None:
+    from medbench.data.dicom import DicomError, read_dicom
+
+    if not os.path.isfile(path):
+        return "image file not found"
+    try:
+        read_dicom(path)
+    except DicomError as e:
+        return str(e).removeprefix(f"{path}: ")
     return None
 
 
