@@ -2,11 +2,14 @@
 
     from medbench.report import write_report
     write_report("runs/2024-..-oracle")        # -> runs/2024-..-oracle/report.html
-    medbench report RUN_DIR [--gallery 12]
+    medbench report RUN_DIR [--gallery 12] [--worst nlg.coco.rougeL] [--n-worst 10]
 
-Everything comes from the run folder (runrecord.py describes it): run.json, references.jsonl,
-outputs/, extras/<family>.json. Absent pieces leave their section out with a note; nothing here
-can fail a run. All text goes through jinja2 autoescaping and a Content-Security-Policy that
+A pure function of the run folder (docs/runjson.md): run.json (metrics, request kind, warnings,
+skipped, conversions), samples.jsonl (per-sample inputs, outputs, scores and labels; references.jsonl
++ outputs/ for older folders), extras/<family>.json (per-label tables, nearest neighbours). It never
+reloads the dataset, never guesses from file suffixes and computes no statistics of its own; it
+also writes samples.csv (samples.jsonl flattened, spreadsheet formulas neutralised). Absent pieces
+leave their section out with a note; nothing here can fail a run. All text goes through jinja2 autoescaping and a Content-Security-Policy that
 forbids scripts, so model output can never run in the page.
 """
 from __future__ import annotations
@@ -60,6 +63,7 @@ def environment():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
+    env.filters["sig"] = lambda x: fmt(x) if _num(x) is None else f"{x:.3g}"
     env.globals["fmt_ci"] = fmt_ci
     env.filters["arrow"] = lambda hib: "↑" if hib else "↓" if hib is not None else ""
     return env
@@ -72,19 +76,6 @@ def family_group(name: str, metric: dict[str, Any]) -> str:
     if metric.get("family"):
         return metric["family"]
     return ".".join(name.split("@")[0].split(".")[:2])
-
-
-def read_jsonl(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                warnings.append(f"{path.name} line {i}: not valid JSON ({e}); skipped")
-    return rows
 
 
 def read_extras(run_dir: Path, warnings: list[str]) -> dict[str, Any]:
@@ -117,153 +108,60 @@ def image_uri(path: Path | str | None) -> str | None:
     return png_data_uri(buf.getvalue())
 
 
-def read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
 # -- sections ----------------------------------------------------------------------------------
 
-LABEL_SETS = {  # extras per-sample key -> column title in the gallery
-    "image_labels": "generated image", "report_labels": "generated report",
-    "generated_labels": "generated", "reference_labels": "reference",
-}
-
-
-def per_sample_labels(extras: dict[str, Any]) -> dict[str, dict[str, dict[str, int]]]:
-    """{sample id: {label-set title: {label: 1|0|-1}}} gathered from every family's ``per_sample``."""
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    for data in extras.values():
-        entries = data.get("per_sample") if isinstance(data, dict) else None
-        if isinstance(entries, dict):
-            entries = [dict(v, id=k) for k, v in entries.items() if isinstance(v, dict)]
-        for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict) or "id" not in entry:
-                continue
-            for key, title in LABEL_SETS.items():
-                if isinstance(entry.get(key), dict):
-                    out.setdefault(str(entry["id"]), {}).setdefault(title, entry[key])
-    return out
-
-
-def label_table(sets: dict[str, dict[str, Any]], compare: tuple[str, str]) -> dict[str, Any] | None:
-    """Rows of labels positive or uncertain in any set; a row disagrees when the compared sets differ."""
-    if not sets:
-        return None
-    titles = list(sets)
-    names = sorted({k for s in sets.values() for k, v in s.items() if v in (1, -1, 1.0, -1.0)})
-    sym = {1: "pos", 0: "neg", -1: "unc"}
-    rows = []
-    for name in names:
-        cells = [sym.get(int(sets[t][name]), "") if isinstance(sets[t].get(name), (int, float)) else "" for t in titles]
-        a, b = (sets.get(c, {}).get(name) for c in compare)
-        comparable = all(c in sets for c in compare)
-        rows.append({"label": name, "cells": cells, "disagree": comparable and (a == 1) != (b == 1)})
-    return {"titles": titles, "rows": rows, "compare": compare if all(c in sets for c in compare) else None}
-
-
-def request_kind(record: dict[str, Any], outputs: Path) -> str:
-    """What the model was asked for, read off its outputs (cheap); the task spec when there are none."""
-    has_png, has_txt = any(outputs.glob("*.png")), any(outputs.glob("*.txt"))
-    if has_png or has_txt:
-        return "prompt->pair" if has_png and has_txt else "report->image" if has_png else "image->report"
+def request_kind(run_dir: Path, record: dict[str, Any]) -> str | None:
+    """What the model was asked for, as the run recorded it (run.json ``request``, else the task in
+    config.json); None when neither says."""
+    if record.get("request"):
+        return str(record["request"])
     try:
-        from medbench.tasks import load_task
-
-        return load_task(record["task"]).request
-    except Exception:  # a task from a plugin that is not installed here
-        return "prompt->pair"
-
-
-def gallery(run_dir: Path, record: dict[str, Any], refs: list[dict[str, Any]], extras: dict[str, Any],
-            limit: int) -> dict[str, Any]:
-    outputs = run_dir / "outputs"
-    kind = request_kind(record, outputs)
-    labels = per_sample_labels(extras)
-    compare = ("generated image", "generated report") if kind == "prompt->pair" else ("generated", "reference")
-    cards = []
-    for ref in refs[:limit]:
-        sid = str(ref.get("id"))
-        sets = dict(labels.get(sid, {}))
-        if isinstance(ref.get("labels"), dict):
-            sets.setdefault("ground truth", ref["labels"])
-        cards.append({
-            "id": sid, "patient": ref.get("patient_id"),
-            "condition_text": ref.get("prompt") if kind == "prompt->pair" else ref.get("report") if kind == "report->image" else None,
-            "condition_image": image_uri(ref.get("image_path")) if kind == "image->report" else None,
-            "generated_image": image_uri(outputs / f"{sid}.png") if kind != "image->report" else None,
-            "generated_text": read_text(outputs / f"{sid}.txt") if kind != "report->image" else None,
-            "reference_image": image_uri(ref.get("image_path")) if kind != "image->report" else None,
-            "reference_text": ref.get("report") if kind != "report->image" else None,
-            "labels": label_table(sets, compare),
-        })
-    return {"kind": kind, "cards": cards, "total": len(refs)}
+        task = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("task") or {}
+    except (OSError, ValueError):
+        return None
+    return task.get("request") if isinstance(task, dict) else None
 
 
-def per_label_sections(run_dir: Path, record: dict[str, Any], extras: dict[str, Any]) -> list[dict[str, Any]]:
-    """A table (and an F1 plot) per family whose extras hold ``per_label``: a list of rows with
-    "label", a {label: row} dict, or {mapping: [rows]} (e.g. clinical's "pos" / "unc_pos")."""
+def per_label_sections(extras: dict[str, Any]) -> list[dict[str, Any]]:
+    """A table (and an F1 plot) per family whose extras hold ``per_label``: a list of rows with "label",
+    a {label: row} dict, or {part: [rows]} (clinical's "pos" / "unc_pos", label fidelity's "generated" /
+    "real" beside scalar counts such as "n_generated", which become the table's note). CIs are shown
+    when the family recorded them (``f1_ci`` or ``f1_ci_low``/``f1_ci_high``); none are computed here."""
     from medbench.plots import per_label_bars
 
     sections = []
     for family, data in sorted(extras.items()):
         table = data.get("per_label") if isinstance(data, dict) else None
-        if isinstance(table, dict) and table and all(isinstance(v, list) for v in table.values()):
-            parts = [(mapping, rows) for mapping, rows in table.items()]
+        if not table:
+            continue
+        if isinstance(table, dict) and any(isinstance(v, list) for v in table.values()):
+            parts = [(part, rows) for part, rows in table.items() if isinstance(rows, list)]
+            notes = [f"{k} = {fmt(v)}" for k, v in table.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         else:
-            parts = [(None, table)]
-        for mapping, rows in parts:
+            parts, notes = [(None, table)], []
+        for part, rows in parts:
             if isinstance(rows, list):
-                rows = {str(r.get("label")): r for r in rows if isinstance(r, dict)}
-            if not isinstance(rows, dict) or not rows:
+                rows = {str(r.get("label")): r for r in rows if isinstance(r, dict) and "label" in r}
+            rows = {str(k): v for k, v in rows.items() if isinstance(v, dict)} if isinstance(rows, dict) else {}
+            columns = [c for c in dict.fromkeys(k for r in rows.values() for k in r)
+                       if c not in ("label", "f1_ci", "f1_ci_low", "f1_ci_high")
+                       and all(isinstance(r.get(c), (int, float, list, type(None))) for r in rows.values())]
+            if not rows or not columns:
                 continue
-            rows = {str(k): v for k, v in rows.items() if isinstance(v, dict)}
             names = list(rows)
             cis = [_ci(rows[n], "f1") for n in names]
-            if any("f1" in r for r in rows.values()) and all(c == (None, None) for c in cis):
-                cis = label_f1_cis(run_dir, record, family, mapping, len(names)) or cis
-            columns = [c for c in dict.fromkeys(k for r in rows.values() for k in r) if c not in ("label", "f1_ci")
-                       and all(isinstance(r.get(c), (int, float, list, type(None))) for r in rows.values())]
             has_ci = any(c != (None, None) for c in cis)
             body = [[label] + [_cell(rows[label].get(c)) for c in columns] + ([_cell(list(ci)) if ci[0] is not None else "–"] if has_ci else [])
                     for label, ci in zip(names, cis)]
-            title = family + (f" · {mapping}" if mapping else "")
+            title = family + (f" · {part}" if part else "")
+            part_notes = [n for n in notes if part and part in n]
             plot = None
-            if any("f1" in r for r in rows.values()):
+            if any(_num(r.get("f1")) is not None for r in rows.values()):
                 plot = per_label_bars(names, [_num(rows[n].get("f1")) for n in names], [c[0] for c in cis], [c[1] for c in cis],
                                       title=f"{title}: per-label F1" + (" with 95 % CI" if has_ci else ""))
-            sections.append({"family": title, "columns": columns + (["f1 95 % CI"] if has_ci else []), "rows": body, "plot": plot})
+            sections.append({"family": title, "columns": columns + (["f1 95 % CI"] if has_ci else []), "rows": body,
+                             "plot": plot, "notes": part_notes or notes})
     return sections
-
-
-def label_f1_cis(run_dir: Path, record: dict[str, Any], family: str, mapping: str | None,
-                 n_labels: int) -> list[tuple[float | None, float | None]] | None:
-    """Per-label F1 CIs by patient bootstrap of the family's per-sample ``tp/fp/fn[.mapping]`` count
-    rows (shape samples × labels, columns in per_label order); None when the stats do not fit."""
-    import numpy as np
-
-    from medbench.stats.bootstrap import resample_indices
-
-    suffix = f".{mapping}" if mapping else ""
-    try:
-        from safetensors.numpy import load_file
-
-        stats = load_file(str(run_dir / "stats" / f"{family}.safetensors"))
-        patients = json.loads((run_dir / "samples.json").read_text())["patients"]
-        tp, fp, fn = (np.asarray(stats[f"{c}{suffix}"], dtype=np.float64) for c in ("tp", "fp", "fn"))
-    except (OSError, KeyError, ValueError):
-        return None
-    if not (tp.shape == fp.shape == fn.shape == (len(patients), n_labels)):
-        return None
-    draws = []
-    for idx in resample_indices(patients, min(int(record.get("bootstrap") or 1000), 1000), int(record.get("seed", 0))):
-        t, f_p, f_n = tp[idx].sum(0), fp[idx].sum(0), fn[idx].sum(0)
-        denom = 2 * t + f_p + f_n
-        draws.append(np.divide(2 * t, denom, out=np.zeros_like(t), where=denom > 0))
-    lo, hi = np.percentile(np.asarray(draws), [2.5, 97.5], axis=0)
-    return [(float(a), float(b)) for a, b in zip(lo, hi)]
 
 
 def _num(x: Any) -> float | None:
@@ -296,38 +194,34 @@ def fid_plot(metrics: dict[str, dict[str, Any]]) -> str | None:
     return fid_with_floor(rows)
 
 
-def memorization(run_dir: Path, record: dict[str, Any], extras: dict[str, Any], limit: int,
-                 warnings: list[str]) -> list[dict[str, Any]]:
+def memorization(run_dir: Path, extras: dict[str, Any], entries: list[dict[str, Any]], limit: int) -> dict[str, Any] | None:
+    """The generated images closest to the training set, nearest first, each beside its nearest
+    training neighbours and their distances (extras/memorization.json ``neighbours``: ``train_ids``,
+    ``distances`` ascending, optional ``train_image_paths``)."""
     data = extras.get("memorization")
-    entries = data.get("neighbours") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        return []
-    entries = sorted((e for e in entries if isinstance(e, dict) and "id" in e),
-                     key=lambda e: _num(e.get("distance")) if _num(e.get("distance")) is not None else math.inf)[:limit]
-    train_paths = _train_paths(record, entries, warnings)
+    neighbours = data.get("neighbours") if isinstance(data, dict) else None
+    if not isinstance(neighbours, list):
+        return None
+    outputs = {str(e.get("id")): (e.get("outputs") or {}).get("image_path") for e in entries}
+
+    def nearest(e: dict[str, Any]) -> float | None:
+        d = e.get("distances")
+        return _num(d[0]) if isinstance(d, list) and d else _num(e.get("distance"))
+
+    ranked = sorted((e for e in neighbours if isinstance(e, dict) and "id" in e and nearest(e) is not None), key=nearest)
     rows = []
-    for e in entries:
+    for e in ranked[:limit]:
         sid = str(e["id"])
-        ids = [str(t) for t in (e.get("train_ids") or [])][:4]
-        paths = e.get("train_image_paths") or [train_paths.get(t) for t in ids]
-        rows.append({"id": sid, "distance": _num(e.get("distance")),
-                     "generated": image_uri(run_dir / "outputs" / f"{sid}.png"),
-                     "neighbours": [{"id": t, "image": image_uri(p)} for t, p in zip(ids, paths)]})
-    return rows
-
-
-def _train_paths(record: dict[str, Any], entries: list[dict[str, Any]], warnings: list[str]) -> dict[str, str]:
-    """Image paths of the training neighbours, looked up in the run's dataset (when it loads here)."""
-    if all(e.get("train_image_paths") for e in entries):
-        return {}
-    try:
-        from medbench.data.resolve import load_unvalidated
-
-        dataset = load_unvalidated(record["dataset"], (record.get("options") or {}).get("dataset"))
-        return {s.id: str(s.image_path) for s in dataset.samples if s.image_path is not None}
-    except Exception as e:  # the report must still render without the training images
-        warnings.append(f"training images for the memorization gallery unavailable ({type(e).__name__}: {e})")
-        return {}
+        ids = [str(t) for t in e.get("train_ids") or []][:3]
+        dists = [_num(d) for d in (e.get("distances") or [e.get("distance")])][:len(ids) or 1]
+        paths = list(e.get("train_image_paths") or [])
+        gen = outputs.get(sid) or (f"outputs/{sid}.png" if (run_dir / "outputs" / f"{sid}.png").exists() else None)
+        rows.append({"id": sid, "distance": nearest(e), "generated": image_uri(run_dir / gen) if gen else None,
+                     "neighbours": [{"id": t, "distance": dists[i] if i < len(dists) else None,
+                                     "image": image_uri(paths[i]) if i < len(paths) else None} for i, t in enumerate(ids)]})
+    return {"rows": rows, "metric": data.get("distance"), "extractor": data.get("extractor"),
+            "real_p1": _num(data.get("real_p1")), "real_median": _num(data.get("real_median")),
+            "total": len(ranked), "images_recorded": any(e.get("train_image_paths") for e in ranked)}
 
 
 def metric_groups(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -344,30 +238,60 @@ def metric_groups(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -- entry points ------------------------------------------------------------------------------
 
-def report_context(run_dir: Path, gallery_size: int = 12) -> dict[str, Any]:
+def conversions(record: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the harness changed in the scored outputs: run.json ``conversions`` and the samples' lists."""
+    conv = record.get("conversions") if isinstance(record.get("conversions"), dict) else {}
+    changed = [(str(e.get("id")), [str(c) for c in e.get("conversions") or []]) for e in entries if e.get("conversions")]
+    return {"counts": conv.get("counts") if isinstance(conv.get("counts"), dict) else {}, "samples": changed[:200],
+            "n_samples": len(changed), "reference": conv.get("reference"),
+            "recorded": bool(conv) and conv.get("recorded", True) is not False}
+
+
+def report_context(run_dir: Path, gallery_size: int = 12, worst_key: str | None = None, n_worst: int = 10) -> dict[str, Any]:
+    """Everything the template shows, read from the run folder (nothing is recomputed)."""
+    from medbench.report_samples import card, sample_entries, worst_cases
+
     run_dir = Path(run_dir)
     record = load_record(run_dir)
-    warnings: list[str] = [str(w) for w in record.get("warnings", [])]
-    refs = read_jsonl(run_dir / "references.jsonl", warnings)
-    if not refs:
-        warnings.append("references.jsonl is missing or empty: the sample gallery is left out")
-    extras = read_extras(run_dir, warnings)
+    warnings: list[dict[str, Any]] = [w if isinstance(w, dict) else {"message": str(w)} for w in record.get("warnings") or []]
+    notes: list[str] = []  # problems met while rendering
+    extras = read_extras(run_dir, notes)
+    entries = sample_entries(run_dir, extras, notes)
+    if not entries:
+        notes.append("samples.jsonl and references.jsonl are missing or empty: the sample gallery is left out")
+    kind = request_kind(run_dir, record)
+    if kind is None and entries:
+        notes.append("the run records no request kind (run.json 'request' or config.json task): the gallery shows references only")
     metrics = record.get("metrics", {})
     primary = record.get("primary_metric")
+    worst = worst_cases(entries, record, worst_key, n_worst) if entries else None
+    if worst:
+        worst["cards"] = [dict(card(run_dir, r["entry"], kind, image_uri), value=r["value"]) for r in worst["rows"]]
+    if worst_key and worst and not worst["known"]:
+        notes.append(f"worst cases: samples.jsonl has no numeric score {worst_key!r} (columns: {', '.join(worst['columns']) or 'none'})")
     return {
         "record": record, "prov": record.get("provenance") or {}, "groups": metric_groups(record),
-        "primary": primary, "primary_metric": metrics.get(primary) if primary else None,
-        "gallery": gallery(run_dir, record, refs, extras, gallery_size) if refs else None,
-        "per_label": per_label_sections(run_dir, record, extras), "fid_plot": fid_plot(metrics),
-        "memorization": memorization(run_dir, record, extras, gallery_size, warnings),
-        "skipped": record.get("skipped", []), "warnings": warnings,
+        "primary": primary, "primary_metric": metrics.get(primary) if primary else None, "kind": kind,
+        "display_name": record.get("name") or record.get("model"),
+        "gallery": {"kind": kind, "total": len(entries), "cards": [card(run_dir, e, kind, image_uri) for e in entries[:gallery_size]]}
+        if entries else None,
+        "worst": worst if worst and worst["rows"] else None,
+        "per_label": per_label_sections(extras), "fid_plot": fid_plot(metrics),
+        "memorization": memorization(run_dir, extras, entries, gallery_size),
+        "conversions": conversions(record, entries),
+        "files": {name: (run_dir / name).exists() for name in ("samples.jsonl", "samples.csv", "run.json")},
+        "skipped": record.get("skipped", []), "warnings": warnings, "notes": notes,
     }
 
 
-def write_report(run_dir: str | Path, *, gallery_size: int = 12) -> Path:
-    """Render ``run_dir/report.html`` and return its path."""
+def write_report(run_dir: str | Path, *, gallery_size: int = 12, worst_key: str | None = None, n_worst: int = 10) -> Path:
+    """Render ``run_dir/report.html`` (and ``samples.csv`` beside samples.jsonl) and return its path."""
+    from medbench.report_samples import sample_entries, write_samples_csv
+
     run_dir = Path(run_dir)
-    html = environment().get_template("run.html.j2").render(**report_context(run_dir, gallery_size))
+    write_samples_csv(run_dir, sample_entries(run_dir, read_extras(run_dir, []), []))
+    context = report_context(run_dir, gallery_size, worst_key, n_worst)
+    html = environment().get_template("run.html.j2").render(**context)
     out = run_dir / "report.html"
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
@@ -378,9 +302,18 @@ def write_report(run_dir: str | Path, *, gallery_size: int = 12) -> Path:
 def add_report_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a finished run folder (holds run.json)")
     parser.add_argument("--gallery", type=int, default=12, help="samples shown in the galleries (default 12)")
+    parser.add_argument("--worst", metavar="SCORE", help="per-sample score (a samples.jsonl 'scores' key) that ranks the "
+                        "worst-cases section (default: the primary metric's, else the first with a direction)")
+    parser.add_argument("--n-worst", type=int, default=10, help="samples in the worst-cases section (default 10)")
 
 
 def main_report(args: argparse.Namespace) -> int:
-    path = write_report(args.run_dir, gallery_size=args.gallery)
+    from medbench.errors import UserError
+
+    for flag, value in (("--gallery", args.gallery), ("--n-worst", getattr(args, "n_worst", 10))):
+        if value < 0:
+            raise UserError(f"medbench report: {flag} must be ≥ 0, got {value}")
+    path = write_report(args.run_dir, gallery_size=args.gallery, worst_key=getattr(args, "worst", None),
+                        n_worst=getattr(args, "n_worst", 10))
     print(path)
     return 0
