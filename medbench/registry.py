@@ -1,12 +1,16 @@
 """The strict plugin registry: what plugins contribute, where it came from, what failed.
 
-Plugins are discovered through the entry-point group ``medbench`` (built-ins included). A plugin
-that fails to import is recorded with its error and the others still load. Names are unique;
-asking for an unknown name raises a KeyError that lists the known ones.
+Plugins are discovered through the entry-point group ``medbench`` (built-ins first, then the
+others by name). A plugin that fails to import, or one of whose contribution hooks raises or
+clashes with a name already taken, is recorded with its error and unregistered: none of its
+contributions are kept and none of its hooks (``medbench_run_start`` ...) is called. Names are
+unique; asking for an unknown name raises `UnknownPluginError` (a KeyError and a UserError) that
+lists the known ones and suggests the closest, or the ``outputs:DIR`` / ``folder:PATH`` forms.
 """
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import importlib.metadata as md
 import traceback
 from dataclasses import dataclass, field
@@ -16,11 +20,16 @@ from typing import Any, Callable
 import pluggy
 
 from medbench import hookspecs
+from medbench.errors import UnknownPluginError
 from medbench.options import Option
 
 hookimpl = pluggy.HookimplMarker("medbench")
 GROUP = "medbench"
 KINDS = ("datasets", "tasks", "models", "metrics", "extractors", "labelers", "downstream_models", "weights")
+BUILTIN_DIST = "medbench"
+# spelled-out forms that are not registered names (they carry a path): unknown-name hints point at them
+PATH_FORMS = {"models": {"outputs": "outputs:DIR (precomputed outputs of any system)"},
+              "datasets": {"folder": "folder:PATH (an image + report folder)", "manifest": "manifest:FILE (JSONL or CSV)"}}
 
 
 @dataclass(frozen=True)
@@ -38,12 +47,15 @@ class ModelSpec:
     kinds: tuple[str, ...] = ("report->image", "image->report", "prompt->pair")
     description: str = ""
     options: tuple[Option, ...] = ()  # declared options (medbench.options), checked once by the harness
+    uses_model_path: bool | None = None  # False: --model-path is refused (None: the model decides)
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     """A metric family. ``requires``: output modalities it needs; ``protocol``: the text protocol
-    it belongs to (None = any). ``kinds``: request kinds it applies to."""
+    it belongs to (None = any). ``kinds``: request kinds it applies to. ``produces``: fnmatch
+    patterns of the metric names it can report (``nlg.coco.bleu[1-4]``, ``image.fid@*``); a task's
+    primary metric is checked against them at load time (empty = not declared, not checked)."""
 
     name: str
     factory: Callable[..., Any]  # (MetricContext) -> Metric
@@ -52,6 +64,10 @@ class MetricSpec:
     protocol: str | None = None
     description: str = ""
     options: tuple[Option, ...] = ()  # declared options (medbench.options), checked once by the harness
+    produces: tuple[str, ...] = ()
+
+    def can_produce(self, metric: str) -> bool:
+        return any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.produces)
 
 
 @dataclass(frozen=True)
@@ -93,12 +109,20 @@ class Registry:
     def get(self, kind: str, name: str) -> Any:
         table = self.entries[kind]
         if name not in table:
-            known = sorted(table)
-            near = difflib.get_close_matches(name, known, n=1)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            broken = "".join(f"\n  plugin {p!r} ({d}) failed to load: {e.splitlines()[-1]}" for p, d, e in self.failures)
-            raise KeyError(f"unknown {kind[:-1]} {name!r}.{hint} Known: {', '.join(known) or '(none)'}{broken}")
+            raise UnknownPluginError(self.unknown_message(kind, name))
         return table[name].spec
+
+    def unknown_message(self, kind: str, name: str) -> str:
+        known = sorted(self.entries[kind])
+        forms = PATH_FORMS.get(kind, {})
+        near = difflib.get_close_matches(name, [*known, *forms], n=1, cutoff=0.6)
+        if near and near[0] in forms:
+            hint = f" Did you mean {forms[near[0]]}?"
+        else:
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+        listed = ", ".join([*known, *(f.split(" ")[0] for f in forms.values())]) or "(none)"
+        broken = "".join(f"; plugin {p!r} ({d}) failed to load: {e.strip().splitlines()[-1]}" for p, d, e in self.failures)
+        return f"unknown {kind[:-1].replace('_', ' ')} {name!r}.{hint} Known: {listed}{broken}"
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
@@ -126,7 +150,8 @@ def build_registry(extra_plugins: tuple[Any, ...] = ()) -> Registry:
     pm.add_hookspecs(hookspecs)
     reg = Registry(pm=pm)
     plugins: list[tuple[str, str, Any]] = []
-    for ep in sorted(md.entry_points(group=GROUP), key=lambda e: e.name):
+    builtin_first = lambda e: (not _dist_label(e).startswith(BUILTIN_DIST + " "), e.name)  # noqa: E731
+    for ep in sorted(md.entry_points(group=GROUP), key=builtin_first):
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
@@ -137,22 +162,34 @@ def build_registry(extra_plugins: tuple[Any, ...] = ()) -> Registry:
         pm.register(obj)
         plugins.append((getattr(obj, "__name__", type(obj).__name__), "local", obj))
     for plugin_name, dist, module in plugins:
-        for kind in KINDS:
-            fn = getattr(module, f"medbench_{kind}", None)
-            if fn is None:
-                continue
-            try:
-                contributed = fn() or []
-                for spec in contributed:
-                    name = _entry_name(kind, spec)
-                    table = reg.entries[kind]
-                    if name in table:
-                        other = table[name]
-                        raise ValueError(f"{kind[:-1]} {name!r} is contributed by both {other.plugin!r} ({other.dist}) and {plugin_name!r} ({dist})")
-                    table[name] = Entry(spec, plugin_name, dist)
-            except Exception:
-                reg.failures.append((plugin_name, dist, traceback.format_exc(limit=3)))
+        try:
+            contributed = _contributions(reg, plugin_name, dist, module)
+        except Exception:  # the whole plugin goes: no half-registered plugin, no hooks of it called
+            reg.failures.append((plugin_name, dist, traceback.format_exc(limit=3)))
+            pm.unregister(module)
+            continue
+        for kind, name, entry in contributed:
+            reg.entries[kind][name] = entry
     return reg
+
+
+def _contributions(reg: Registry, plugin_name: str, dist: str, module: Any) -> list[tuple[str, str, Entry]]:
+    """Everything one plugin contributes, checked against the names already taken."""
+    out: list[tuple[str, str, Entry]] = []
+    mine: set[tuple[str, str]] = set()
+    for kind in KINDS:
+        fn = getattr(module, f"medbench_{kind}", None)
+        if fn is None:
+            continue
+        for spec in fn() or []:
+            name = _entry_name(kind, spec)
+            if name in reg.entries[kind] or (kind, name) in mine:
+                other = reg.entries[kind].get(name)
+                by = f"{other.plugin!r} ({other.dist})" if other else "itself"
+                raise ValueError(f"{kind[:-1]} {name!r} is contributed by both {by} and {plugin_name!r} ({dist})")
+            mine.add((kind, name))
+            out.append((kind, name, Entry(spec, plugin_name, dist)))
+    return out
 
 
 @cache

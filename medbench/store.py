@@ -7,20 +7,41 @@ database from version ``v`` to ``v + 1`` and runs inside the same transaction th
 
     store = Store("runs/medbench.sqlite")
     store.add_run(record, run_dir)                  # re-adding a run_id replaces it
+    Store("runs/medbench.sqlite", readonly=True)    # leaderboard / compare: sqlite mode=ro, never created
+
+A file that is not a medbench store (0 bytes, not SQLite, damaged, or SQLite without the medbench
+tables) is refused with a `StoreError` naming it; it is never re-initialised. Only a path that does
+not exist yet is created.
     store.latest(model="oracle", task="joint_pairs")
     store.runs(task="joint_pairs", commit="3fa2c1")
 """
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+from medbench.errors import UserError
 
 DEFAULT_STORE = Path("runs/medbench.sqlite")
 BUSY_TIMEOUT_MS = 60_000
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreError(UserError):
+    """The store file is not usable: missing (read-only), a folder, empty, not SQLite, damaged, or not a medbench store."""
+
+
+class StoreVersionError(StoreError, RuntimeError):
+    """The store was written by a newer medbench."""
+
 
 RUN_COLUMNS = ("run_id", "task", "model", "dataset", "domain", "protocol", "seed", "n", "git_commit",
                "started", "finished", "run_dir", "record_json")
@@ -63,11 +84,67 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Store:
     """A SQLite results store. Cheap to open; each call uses its own short connection."""
 
-    def __init__(self, path: str | Path = DEFAULT_STORE):
+    def __init__(self, path: str | Path = DEFAULT_STORE, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
+        existed = check_store_file(self.path, must_exist=readonly)
+        if readonly:
+            self._check_readable()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._enable_wal()
-        self.migrate()
+        if not existed:
+            self._create()
+        try:
+            self._check_is_medbench()  # checked before anything is written to it
+            self._enable_wal()
+            self.migrate()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: the store is damaged or not a SQLite database ({err}); "
+                             "it was left as it is: restore it from a backup or pass another --store") from None
+
+    def _create(self) -> None:
+        """Build the schema in a private file, then link it into place: another process never sees a
+        half-made store (so an empty or table-less file is always refused, never re-initialised)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            fresh = Store.__new__(Store)
+            fresh.path, fresh.readonly = tmp, False
+            fresh._enable_wal()
+            fresh.migrate()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+            except OSError:  # no hard links on this file system
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+
+    def _check_is_medbench(self) -> None:
+        with self._connect() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            problems = [r[0] for r in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"integrity check: {'; '.join(problems[:3])}")
+        if version <= SCHEMA_VERSION and "runs" not in tables:
+            raise StoreError(f"{self.path}: a SQLite file but not a medbench store (no 'runs' table; tables: "
+                             f"{', '.join(sorted(tables)) or 'none'}); it was left as it is: pass another --store")
+
+    def _check_readable(self) -> None:
+        try:
+            self._check_is_medbench()
+            version = self.version()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: the store is damaged or not a SQLite database ({err})") from None
+        if version > SCHEMA_VERSION:
+            raise StoreVersionError(f"{self.path}: store schema version {version} is newer than this medbench "
+                                    f"understands ({SCHEMA_VERSION}); upgrade medbench")
+        if version < SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {version} is older than {SCHEMA_VERSION}; "
+                             "a `medbench run --store` into it upgrades it (this command only reads)")
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -88,7 +165,11 @@ class Store:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        if self.readonly:
+            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        else:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -118,8 +199,8 @@ class Store:
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: store schema version {version} is newer than this medbench "
-                                   f"understands ({SCHEMA_VERSION}); upgrade medbench")
+                raise StoreVersionError(f"{self.path}: store schema version {version} is newer than this medbench "
+                                        f"understands ({SCHEMA_VERSION}); upgrade medbench")
             for step in MIGRATIONS[version:]:
                 step(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -128,6 +209,8 @@ class Store:
 
     def add_run(self, record: dict[str, Any], run_dir: str | Path | None = None) -> None:
         """Insert a run and its metrics in one transaction; an existing run_id is replaced."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; runs are added by `medbench run`")
         prov = record.get("provenance") or {}
         row = (record["run_id"], record["task"], record["model"], record["dataset"], record.get("domain"),
                record.get("protocol"), record.get("seed"), record.get("n"), prov.get("git_commit"),
@@ -185,3 +268,25 @@ class Store:
         out = {k: row[k] for k in row.keys() if k != "record_json"}
         out["record"] = json.loads(row["record_json"])
         return out
+
+
+def check_store_file(path: Path, must_exist: bool = False) -> bool:
+    """Refuse a path that cannot be a store before any work; True when the file exists already."""
+    if path.is_dir():
+        raise StoreError(f"{path}: is a folder, not a store file; pass a file path such as {path / 'medbench.sqlite'}")
+    if not path.exists():
+        if must_exist:
+            raise StoreError(f"{path}: no store here (runs record into one with `medbench run --store {path}`)")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise StoreError(f"{path}: cannot create the store: {path.parent} is a file, not a folder")
+        return False
+    if not path.is_file():
+        raise StoreError(f"{path}: is not a regular file, so not a medbench store")
+    with open(path, "rb") as f:
+        head = f.read(len(SQLITE_HEADER))
+    if not head:
+        raise StoreError(f"{path}: is empty (0 bytes), not a medbench store; it was left as it is "
+                         "(it may be a truncated store: restore it, or delete it to start a new one)")
+    if head != SQLITE_HEADER:
+        raise StoreError(f"{path}: is not a SQLite database, so not a medbench store; it was left as it is: pass another --store")
+    return True

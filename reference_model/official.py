@@ -213,15 +213,18 @@ class OfficialMedimModel:
                  image_size: int | None = None):
         from safetensors.torch import load_file
 
-        from reference_model.plugin import OPTION_KEYS, MedimModel
+        from medbench.options import resolve
+        from reference_model.plugin import OFFICIAL_OPTIONS, OPTION_KEYS, MedimModel
         from reference_model.sampler import MaskGITSampler
         from reference_model.vq import load_image_tokenizer
 
         self.folder, self.device, self.image_size = Path(folder), torch.device(device), image_size
         verify_folder(self.folder)
         opts = dict(options or {})
-        self.size = tuple(int(v) for v in opts.pop("size").lower().split("x")) if "size" in opts else None
-        self.mimic_prefix = str(opts.pop("mimic_prefix", "true")).lower() in ("1", "true", "yes")
+        extra = resolve(OFFICIAL_OPTIONS, {k: opts.pop(k) for k in ("size", "mimic_prefix") if k in opts},
+                        owner="model 'medim' (official release)", flag="--model-opt")
+        self.size = tuple(int(v) for v in extra["size"].lower().split("x")) if extra["size"] else None
+        self.mimic_prefix = extra["mimic_prefix"]
         unknown = set(opts) - set(OPTION_KEYS)
         if unknown:
             raise ValueError(f"unknown medim option(s) {sorted(unknown)}; known: {sorted(OPTION_KEYS) + ['mimic_prefix', 'size']}")

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from medbench import hookimpl
+from medbench.options import Option, resolve
 from medbench.records import Output, Request
 from medbench.registry import ModelSpec
 
@@ -36,9 +37,38 @@ FILES = {  # file -> what it is and how it is made
     "text-tokenizer.json": "the text tokenizer (written by python -m reference_model.text_tokenizer)",
 }
 KIND_TASK = {"report->image": "t2i", "image->report": "i2t", "prompt->pair": "prompted"}
-OPTION_KEYS = {"steps": int, "cfg": float, "temperature": float, "r_temp": float, "schedule": str, "path": str,
-               "time": str, "remask_rounds": int, "remask_frac": float, "pad_bias": float,
-               "batch_size": int}
+
+
+def _positive(value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value!r}")
+
+
+def _size(value: str) -> None:
+    w, sep, h = value.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise ValueError(f"must be WIDTHxHEIGHT in pixels, e.g. 512x512; got {value!r}")
+
+
+# Declared --model-opt options (checked once by the harness); None = the checkpoint config's value.
+OPTIONS = (
+    Option("steps", int, None, "sampler steps", low=1, high=4096),
+    Option("cfg", float, None, "classifier-free guidance scale", low=0, high=100),
+    Option("temperature", float, None, "sampling temperature", low=0, high=100, check=_positive),
+    Option("r_temp", float, None, "Gumbel noise on the reveal confidences", low=0, high=100),
+    Option("schedule", str, None, "reveal schedule", choices=("arccos", "cosine", "linear")),
+    Option("path", str, None, "sampling path", choices=("normalized", "reference")),
+    Option("time", str, None, "time fed to the model", choices=("nominal", "mask_ratio")),
+    Option("remask_rounds", int, None, "ReMDM-style remask rounds after sampling", low=0, high=1000),
+    Option("remask_frac", float, None, "share of tokens remasked per round", low=0, high=1, check=_positive),
+    Option("pad_bias", float, None, "logit bias on the pad token (a length penalty when negative)", low=-100, high=100),
+    Option("batch_size", int, 32, "sampler batch size", low=1, high=4096),
+)
+OFFICIAL_OPTIONS = (  # the official release only
+    Option("size", str, None, "size string when the request has no image, WIDTHxHEIGHT", check=_size),
+    Option("mimic_prefix", bool, True, "prefix sentence of the MIMIC prompts (B.2)"),
+)
+OPTION_KEYS = {o.name: o.type for o in OPTIONS}
 
 
 def _sha256(path: Path) -> str:
@@ -127,15 +157,9 @@ class MedimModel:
 
     @staticmethod
     def _parse_options(options: dict) -> dict:
-        out = {}
-        for key, value in options.items():
-            if key not in OPTION_KEYS:
-                raise ValueError(f"unknown medim option {key!r}; known: {sorted(OPTION_KEYS)}")
-            try:
-                out[key] = OPTION_KEYS[key](value)
-            except (TypeError, ValueError):
-                raise ValueError(f"medim option {key}={value!r} is not a valid {OPTION_KEYS[key].__name__}") from None
-        return out
+        """The given options, typed and checked against OPTIONS (the harness has done so already for a run)."""
+        typed = resolve(OPTIONS, options, owner="model 'medim'", flag="--model-opt")
+        return {k: v for k, v in typed.items() if k in options}
 
     # ------------------------------------------------------------------ request -> known tokens
 
@@ -247,7 +271,8 @@ def _factory(context) -> MedimModel:
 
 @hookimpl
 def medbench_models():
-    return [ModelSpec(name="medim", factory=_factory, kinds=tuple(KIND_TASK),
+    return [ModelSpec(name="medim", factory=_factory, kinds=tuple(KIND_TASK), options=OPTIONS + OFFICIAL_OPTIONS,
+                      uses_model_path=True,
                       description="MeDiM reference model (masked discrete diffusion); bundled tiny phantom "
                                   "checkpoint by default, --model-path DIR otherwise")]
 

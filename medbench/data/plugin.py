@@ -1,72 +1,83 @@
-"""The ``file-datasets`` entry point: public chest X-ray collections read from local copies.
+"""The ``file-datasets`` entry point: public collections read from the user's local copies.
 
 ``folder:PATH`` and ``manifest:FILE`` are resolved by `medbench.data.resolve` (they take a path,
-not a name). This plugin registers two named datasets whose files you download yourself
-(licences forbid redistribution; nothing is ever downloaded here):
+not a name). This plugin registers named datasets whose files you download yourself (licences
+forbid redistribution; nothing is ever downloaded here), each used as ``--dataset NAME:PATH``:
 
-    iu-xray        IU X-Ray / Open-i: ecgen-radiology/*.xml + the PNGs (NLMCXR_png)
-    mimic-cxr-jpg  MIMIC-CXR-JPG 2.x metadata CSVs + files/pXX/pSUBJECT/sSTUDY/DICOM.jpg,
-                   reports from MIMIC-CXR (files/pXX/pSUBJECT/sSTUDY.txt)
+    iu-xray        IU X-Ray / Open-i: ecgen-radiology/*.xml + the PNGs (NLMCXR_png)      (below)
+    mimic-cxr      MIMIC-CXR DICOM or MIMIC-CXR-JPG + the CSVs + reports  (`medbench.data.mimic_cxr`)
+    mimic-cxr-jpg  the same, JPG images
+    chexpert       CheXpert v1.0 CSVs + images, no reports                (`medbench.data.chexpert`)
+    chexpert-plus  CheXpert Plus CSV with report sections
+    pathgen        PathGen-1.6M tiles + captions                          (`medbench.data.pathgen`)
 
-Use them as ``--dataset iu-xray:/data/openi`` (see `resolve`) or ``load({"path": ...})``.
-Options: ``path`` (required), ``section`` (findings+impression | findings | impression | full;
-default findings+impression), ``images`` / ``reports`` (folders, when not under ``path``),
-``views`` (MIMIC only, e.g. "PA,AP"). One Sample per image; a study's images share its report.
-What cannot be read (a report file missing, no usable section) is recorded in ``dataset.bad``.
+Each declares its options (``medbench list --options NAME``); reports are cut by the section
+protocol of `medbench.data.sections`. What cannot be read is recorded in ``dataset.bad``.
 """
 from __future__ import annotations
 
-import csv
-import gzip
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from medbench import hookimpl
+from medbench.data import sections
 from medbench.data.base import BadSample, Dataset
-from medbench.data.validate import MAX_REPORT_CHARS, DatasetError, normalize_labels, read_report
+from medbench.data.local_copy import PATH, open_root
+from medbench.data.validate import DatasetError
+from medbench.options import Option
+from medbench.records import Sample
 from medbench.registry import DatasetSpec
 
-SECTIONS = ("findings+impression", "findings", "impression", "full")
-_HEADING = re.compile(r"^[ \t]*([A-Z][A-Z /&()-]*[A-Z)])[ \t]*:", re.M)
+IU_OPTIONS = (PATH, Option("images", str, None, "folder of the PNGs (default: PATH/NLMCXR_png, PATH/images or PATH)"),
+              *sections.OPTIONS)
+
+
+def _lazy(module: str, function: str):
+    def load(options=None):
+        import importlib
+
+        return getattr(importlib.import_module(f"medbench.data.{module}"), function)(options)
+    return load
+
+
+def _options(module: str, name: str = "OPTIONS"):
+    import importlib
+
+    return getattr(importlib.import_module(f"medbench.data.{module}"), name)
 
 
 @hookimpl
 def medbench_datasets():
     return [
-        DatasetSpec("iu-xray", load_iu_xray, "IU X-Ray (Open-i) from a local copy: iu-xray:PATH (not bundled)"),
-        DatasetSpec("mimic-cxr-jpg", load_mimic_cxr_jpg, "MIMIC-CXR-JPG from a local copy: mimic-cxr-jpg:PATH (not bundled)"),
+        DatasetSpec("iu-xray", load_iu_xray, "IU X-Ray (Open-i) from a local copy: iu-xray:PATH (not bundled)", IU_OPTIONS),
+        DatasetSpec("mimic-cxr", _lazy("mimic_cxr", "load_mimic_cxr"),
+                    "MIMIC-CXR (DICOM) or MIMIC-CXR-JPG from a local copy: mimic-cxr:PATH (not bundled)",
+                    _options("mimic_cxr")),
+        DatasetSpec("mimic-cxr-jpg", _lazy("mimic_cxr", "load_mimic_cxr_jpg"),
+                    "MIMIC-CXR-JPG from a local copy: mimic-cxr-jpg:PATH (not bundled)", _options("mimic_cxr")),
+        DatasetSpec("chexpert", _lazy("chexpert", "load_chexpert"),
+                    "CheXpert v1.0 from a local copy (labels, no reports): chexpert:PATH (not bundled)",
+                    _options("chexpert")),
+        DatasetSpec("chexpert-plus", _lazy("chexpert", "load_chexpert_plus"),
+                    "CheXpert Plus from a local copy (report sections): chexpert-plus:PATH (not bundled)",
+                    _options("chexpert", "PLUS_OPTIONS")),
+        DatasetSpec("pathgen", _lazy("pathgen", "load_pathgen"),
+                    "PathGen-1.6M tiles + captions from a local copy: pathgen:PATH (not bundled)", _options("pathgen")),
     ]
-
-
-def _root(options: dict | None, dataset: str, expected: str) -> tuple[dict, Path]:
-    options = dict(options or {})
-    if not options.get("path"):
-        raise DatasetError(f"{dataset} is read from your own local copy: write --dataset {dataset}:PATH, where PATH holds {expected}")
-    root = Path(options["path"]).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"{dataset}: {root} is not a folder (expected it to hold {expected})")
-    section = options.get("section", SECTIONS[0])
-    if section not in SECTIONS:
-        raise DatasetError(f"{dataset}: section must be one of {', '.join(SECTIONS)}, got {section!r}")
-    return options, root
-
-
-def _choose(findings: str, impression: str, full: str, section: str) -> str:
-    if section == "full":
-        return full.strip()
-    parts = {"findings": [findings], "impression": [impression], "findings+impression": [findings, impression]}[section]
-    return " ".join(p.strip() for p in parts if p and p.strip())
 
 
 # ---------------------------------------------------------------------------- IU X-Ray / Open-i
 
 
 def load_iu_xray(options: dict | None = None) -> Dataset:
-    """One Sample per parentImage; patient = the study's uId (IU X-Ray has no patient ids); split test."""
-    options, root = _root(options, "iu-xray", "ecgen-radiology/*.xml and the NLMCXR_png images")
+    """One Sample per parentImage; patient = the study's uId (IU X-Ray has no patient ids); split test.
+
+    The XML's FINDINGS / IMPRESSION AbstractTexts are the sections; the protocol options choose and
+    clean them (``deid=drop`` removes IU's ``XXXX`` placeholders)."""
+    opts, root = open_root(options, "iu-xray", IU_OPTIONS, "ecgen-radiology/*.xml and the NLMCXR_png images")
+    protocol = sections.ReportProtocol.from_options(opts)
     xml_dir = root / "ecgen-radiology" if (root / "ecgen-radiology").is_dir() else root
-    images = Path(options["images"]) if options.get("images") else next(
+    images = Path(opts["images"]) if opts["images"] else next(
         (d for d in (root / "NLMCXR_png", root / "images") if d.is_dir()), root)
     files = sorted(xml_dir.glob("*.xml"))
     if not files:
@@ -79,85 +90,22 @@ def load_iu_xray(options: dict | None = None) -> Dataset:
             bad.append(BadSample(xml_file.stem, str(xml_file), f"malformed XML: {e}"))
             continue
         uid = (tree.find("uId").get("id") if tree.find("uId") is not None else "") or xml_file.stem
-        text = {(a.get("Label") or "").upper(): (a.text or "") for a in tree.iter("AbstractText")}
-        full = "\n".join(f"{k}: {v.strip()}" for k, v in text.items() if v and v.strip())
-        report = _choose(text.get("FINDINGS", ""), text.get("IMPRESSION", ""), full, options.get("section", SECTIONS[0]))
+        text = {(a.get("Label") or "").lower(): (a.text or "").strip() for a in tree.iter("AbstractText")}
+        full = "\n".join(f"{k.upper()}: {v}" for k, v in text.items() if v)
         image_ids = [im.get("id") for im in tree.iter("parentImage") if im.get("id")]
         if not image_ids:
             bad.append(BadSample(uid, str(xml_file), "study lists no parentImage"))
             continue
-        if not report:
-            wanted = options.get("section", SECTIONS[0]).upper().replace("+", " or ")
+        if not protocol.choose(full, text):
+            wanted = protocol.section.upper().replace("+", " or ")
             bad.extend(BadSample(i, str(xml_file), f"empty report: no {wanted} text") for i in image_ids)
             continue
+        report, problem = protocol.apply(full, text)
+        if problem:
+            bad.extend(BadSample(i, str(xml_file), problem) for i in image_ids)
+            continue
         for image_id in image_ids:
-            samples.append(_sample(image_id, uid, "test", images / f"{image_id}.png", report, None))
-    return Dataset("iu-xray", "cxr", samples, source=f"iu-xray:{root.resolve()}", bad=bad)
-
-
-# ---------------------------------------------------------------------------- MIMIC-CXR-JPG
-
-
-def _read_csv(root: Path, stem: str) -> list[dict]:
-    for path in (root / f"{stem}.csv.gz", root / f"{stem}.csv"):
-        if path.is_file():
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt", newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f))
-    raise DatasetError(f"mimic-cxr-jpg: {root / stem}.csv.gz (or .csv) not found; it ships with MIMIC-CXR-JPG")
-
-
-def mimic_sections(text: str) -> dict[str, str]:
-    """Split a MIMIC-CXR report at its upper-case headings ("FINDINGS:", "IMPRESSION:" ...)."""
-    heads = list(_HEADING.finditer(text))
-    return {m.group(1): text[m.end(): nxt.start() if nxt else len(text)].strip()
-            for m, nxt in zip(heads, heads[1:] + [None])}
-
-
-def load_mimic_cxr_jpg(options: dict | None = None) -> Dataset:
-    """One Sample per DICOM image with the study's CheXpert labels; splits from the split CSV."""
-    options, root = _root(options, "mimic-cxr-jpg", "mimic-cxr-2.0.0-split.csv.gz, -chexpert.csv.gz, -metadata.csv.gz and files/")
-    reports_root = Path(options.get("reports", root))
-    section = options.get("section", SECTIONS[0])
-    views = {v.strip() for v in str(options["views"]).split(",")} if options.get("views") else None
-    max_chars = int(options.get("max_report_chars", MAX_REPORT_CHARS))
-    labels_of = {(r["subject_id"], r["study_id"]): r for r in _read_csv(root, "mimic-cxr-2.0.0-chexpert")}
-    view_of = {r["dicom_id"]: r.get("ViewPosition", "") for r in _read_csv(root, "mimic-cxr-2.0.0-metadata")} if views else {}
-    samples, bad, reports = [], [], {}
-    for row in _read_csv(root, "mimic-cxr-2.0.0-split"):
-        subject, study, dicom = row["subject_id"], row["study_id"], row["dicom_id"]
-        if views is not None and view_of.get(dicom) not in views:
-            continue
-        folder = Path("files") / f"p{subject[:2]}" / f"p{subject}"
-        key = (subject, study)
-        if key not in reports:
-            reports[key] = _mimic_report(reports_root / folder / f"s{study}.txt", section, max_chars)
-        report, problem, where = reports[key]
-        if problem:
-            bad.append(BadSample(dicom, where, problem))
-            continue
-        raw = labels_of.get(key)
-        labels, problem = normalize_labels({k: v for k, v in raw.items() if k not in ("subject_id", "study_id")} if raw else None)
-        if problem:
-            bad.append(BadSample(dicom, f"{root}/mimic-cxr-2.0.0-chexpert.csv (s{study})", problem))
-            continue
-        split = {"validate": "val"}.get(row["split"], row["split"])
-        samples.append(_sample(dicom, f"p{subject}", split, root / folder / f"s{study}" / f"{dicom}.jpg", report, labels))
-    return Dataset("mimic-cxr-jpg", "cxr", samples, source=f"mimic-cxr-jpg:{root.resolve()}", bad=bad)
-
-
-def _mimic_report(path: Path, section: str, max_chars: int) -> tuple[str | None, str | None, str]:
-    text, problem = read_report(path, max_chars) if path.is_file() else (None, "report file not found")
-    if problem:
-        return None, problem, str(path)
-    parts = mimic_sections(text)
-    report = _choose(parts.get("FINDINGS", ""), parts.get("IMPRESSION", ""), text, section)
-    if not report:
-        return None, f"no {section.upper().replace('+', ' or ')} section in the report", str(path)
-    return report, None, str(path)
-
-
-def _sample(sample_id, patient, split, image, report, labels):
-    from medbench.records import Sample
-
-    return Sample(id=sample_id, patient_id=patient, domain="cxr", split=split, image_path=image, report=report, labels=labels)
+            samples.append(Sample(id=image_id, patient_id=uid, domain="cxr", split="test",
+                                  image_path=images / f"{image_id}.png", report=report))
+    return Dataset("iu-xray", "cxr", samples, source=f"iu-xray:{root.resolve()}", bad=bad,
+                   preprocessing={"report": protocol.describe()})

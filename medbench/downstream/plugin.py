@@ -44,7 +44,7 @@ def make_downstream(ctx: MetricContext):
     from medbench.downstream.metric import DownstreamAugmentation
 
     task_options = getattr(ctx.task, "options", {}) or {}
-    quick = str(ctx.options.get("quick", "")).lower() in ("1", "true", "yes")
+    quick = ctx.options.get("quick") is True
     settings = Settings.from_options(task_options, quick=quick, source=getattr(ctx.task, "source", "task"))
     models = {}
     for name in settings.models:
@@ -65,7 +65,11 @@ def make_downstream(ctx: MetricContext):
 
 @hookimpl
 def medbench_metrics():
+    from medbench.options import Option
+
     return [MetricSpec("downstream", make_downstream, requires=("image", "report"), kinds=("prompt->pair",),
+                       options=(Option("quick", bool, False, "the task's reduced setting (set by medbench run --quick)"),),
+                       produces=("downstream.*",),
                        description="downstream utility: train a classifier and a captioner on real, real+generated, "
                                    "generated-only and mixed sets (same budget, several seeds), score on real test "
                                    "pairs; gains over real-only with paired tests")]

@@ -30,6 +30,8 @@ import numpy as np
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
+from medbench.stats.weighted import wsum
 
 COMPETITION5 = ("Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion")
 MAPPINGS = {"pos": (1,), "unc_pos": (1, -1)}  # label values that count as positive
@@ -70,7 +72,7 @@ def averages(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, dict[s
     return {"micro": micro, "macro": macro}
 
 
-class ClinicalEfficacy(Metric):
+class ClinicalEfficacy(WeightedBootstrap, Metric):
     name = "clinical"
 
     def __init__(self, labeler_spec, label_sets: dict[str, tuple[str, ...]], observations: tuple[str, ...]):
@@ -126,6 +128,24 @@ class ClinicalEfficacy(Metric):
                         out[f"clinical.ce_{q}.{kind}{suffix}.{m}"] = avg[kind][q]
         return out
 
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """`compute` for every row of a (B, n) row-weight matrix (the bootstrap fast path)."""
+        out = {}
+        for m in MAPPINGS:
+            sums = {c: wsum(w, stats[f"{c}.{m}"]) for c in ("tp", "fp", "fn")}  # (B, L)
+            for suffix, obs in self.label_sets.items():
+                idx = [self.observations.index(o) for o in obs]
+                tp, fp, fn = (sums[c][:, idx] for c in ("tp", "fp", "fn"))
+                T, F_P, F_N = tp.sum(1), fp.sum(1), fn.sum(1)
+                micro = {"precision": _ratio(T, T + F_P), "recall": _ratio(T, T + F_N), "f1": _ratio(2 * T, 2 * T + F_P + F_N)}
+                present = (tp + fp + fn) > 0
+                pl, k = per_label(tp, fp, fn), present.sum(1)
+                macro = {q: _ratio((pl[q] * present).sum(1), k) for q in QUANTITIES}
+                for kind, avg in (("micro", micro), ("macro", macro)):
+                    for q in QUANTITIES:
+                        out[f"clinical.ce_{q}.{kind}{suffix}.{m}"] = avg[q]
+        return out
+
     def extras(self) -> dict[str, Any]:
         """Per-label table (support = reference positives) under both mappings, for the report."""
         st = self.stats()
@@ -159,6 +179,9 @@ def clinical_factory(ctx: MetricContext) -> ClinicalEfficacy:
 
 @hookimpl
 def medbench_metrics():
+    from medbench.metrics.common_options import LABELER
+
     return [MetricSpec("clinical", clinical_factory, requires=("report",), kinds=("image->report", "prompt->pair"),
+                       options=(LABELER,), produces=("clinical.*",),
                        description="clinical efficacy: CE precision/recall/F1 of report-labeler labels, "
                                    "micro/macro, positive-only and uncertain-as-positive")]

@@ -193,6 +193,23 @@ class ImageFidelity(Metric):
             out[f"image.is@{t}"], out[f"image.is_std@{t}"] = inception_score(stats["gen_logits"][keep].astype(np.float64))
         return out
 
+    def warnings(self, stats: dict[str, np.ndarray], values: dict[str, float]) -> list[str]:
+        """FID on fewer samples than feature dimensions (rank-deficient covariance), a negative KID
+        (the unbiased estimator below zero: no detectable difference at this N), a KID std of 0."""
+        t, out = self.tag, []
+        n, dim = stats["gen_features"].shape if np.ndim(stats["gen_features"]) == 2 else (0, 0)
+        if 0 < n <= dim:
+            out.append(f"image.fid@{t}: {n} samples for {dim}-dimensional features: the covariance is rank-deficient "
+                       f"and FID is unreliable (use more samples than dimensions, or compare only at identical N)")
+        kid_value, kid_std = values.get(f"image.kid@{t}"), values.get(f"image.kid_std@{t}")
+        if kid_value is not None and np.isfinite(kid_value) and kid_value < 0:
+            out.append(f"image.kid@{t} = {kid_value:.3g} is negative: the unbiased estimate is below zero, i.e. no "
+                       f"difference is detectable at n={n}; read it as 0 with its CI")
+        if kid_std is not None and np.isfinite(kid_std) and kid_std == 0:
+            out.append(f"image.kid_std@{t} is 0: every KID subset was the same (too few samples for the subset size), "
+                       f"so the std says nothing about uncertainty")
+        return out
+
     def extras(self) -> dict[str, Any]:
         return {"extractor": self.extractor.card(), "missing_images": dict(self._missing),
                 "notes": "FID is biased upward roughly in 1/N and needs N > feature dim for a full-rank covariance: "
@@ -212,13 +229,19 @@ def make_extractor(name: str, weights: str | None):
 
 def factory(ctx: MetricContext) -> ImageFidelity:
     opts = ctx.options
-    ex = make_extractor(opts.get("extractor", "phantom-encoder"), opts.get("weights"))
-    return ImageFidelity(ex, seed=ctx.seed, kid_subsets=int(opts.get("kid_subsets", KID_SUBSETS)),
-                         kid_subset_size=int(opts.get("kid_subset_size", KID_SUBSET_SIZE)))
+    ex = make_extractor(opts.get("extractor") or "phantom-encoder", opts.get("weights"))
+    return ImageFidelity(ex, seed=ctx.seed, kid_subsets=opts.get("kid_subsets") or KID_SUBSETS,
+                         kid_subset_size=opts.get("kid_subset_size") or KID_SUBSET_SIZE)
 
 
 @hookimpl
 def medbench_metrics():
+    from medbench.metrics.common_options import EXTRACTOR, WEIGHTS
+    from medbench.options import Option
+
+    options = (EXTRACTOR, WEIGHTS, Option("kid_subsets", int, KID_SUBSETS, "KID subsets", low=1, high=100_000),
+               Option("kid_subset_size", int, KID_SUBSET_SIZE, "KID subset size (capped at the sample count)", low=2))
     return [MetricSpec("image.fidelity", factory, requires=("image",), kinds=("report->image", "prompt->pair"),
+                       options=options, produces=("image.*@*",),
                        description="FID, KID, precision/recall, density/coverage (+IS with Inception) and the real-vs-real "
                                    "FID floor on one cached feature pass; extractor from options['extractor']")]

@@ -55,9 +55,9 @@ def sample_labels(sample: Sample, labeler) -> dict[str, int]:
 def encoder_choice(options: dict[str, Any], key: str) -> tuple[str, str | None]:
     """(extractor name, weights) for a metric: ``options[key]`` (default phantom-encoder); the weights are
     ``options[key + '_weights']``, else ``options['weights']`` when ``options['extractor']`` names the same one."""
-    name = options.get(key, "phantom-encoder")
+    name = options.get(key) or "phantom-encoder"
     weights = options.get(f"{key}_weights")
-    if weights is None and options.get("extractor", "phantom-encoder") == name:
+    if weights is None and (options.get("extractor") or "phantom-encoder") == name:
         weights = options.get("weights")
     return name, weights
 

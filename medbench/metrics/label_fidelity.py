@@ -157,6 +157,9 @@ def factory(ctx: MetricContext) -> LabelFidelity:
 
 @hookimpl
 def medbench_metrics():
-    return [MetricSpec(FAMILY, factory, requires=("image",), kinds=("report->image", "prompt->pair"),
+    from medbench.metrics import common_options as co
+
+    options = (co.LABEL_EXTRACTOR, co.LABEL_EXTRACTOR_WEIGHTS, co.EXTRACTOR, co.WEIGHTS, co.LABELER, co.LABEL_MAPPING)
+    return [MetricSpec(FAMILY, factory, options=options, produces=(f"{FAMILY}.*",), requires=("image",), kinds=("report->image", "prompt->pair"),
                        description="T2I label fidelity: per-label AUROC/F1 of the encoder's label heads on generated "
                                    "images against the reference labels, with the real-image ceiling")]

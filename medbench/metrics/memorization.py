@@ -44,6 +44,8 @@ from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scor
 from medbench.metrics.image_labels import ImageEncoder, check_extractor, encoder_choice
 from medbench.records import produces
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
+from medbench.stats.weighted import wmean, wquantile
 
 FAMILY = "memorization"
 TOP_K = 3
@@ -135,7 +137,7 @@ def _mean(x: np.ndarray) -> float:
 
 # ---- the metric -------------------------------------------------------------------------------
 
-class Memorization(Metric):
+class Memorization(WeightedBootstrap, Metric):
     name = FAMILY
 
     def __init__(self, parts: tuple[str, ...], encoder: ImageEncoder | None, train: list | None = None,
@@ -234,6 +236,28 @@ class Memorization(Metric):
                 out[f"{FAMILY}.{stat}_real"] = _mean(stats[f"real_{key}"])
         return out
 
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """`compute` for every row of the (B, n) weight matrix at once (the bootstrap fast path)."""
+        stats = {k: stats.get(k, np.zeros(0)) for k in self._rows}
+        out = {}
+        if "image" in self.parts:
+            g, r = stats["gen_nn"], stats["real_nn"]
+            p1 = wquantile(w, r, 1)
+            gen_ok = np.isfinite(g)
+            with np.errstate(invalid="ignore"):
+                below = (g[None, gen_ok] < p1[:, None]).astype(np.float64)
+                n_gen = w[:, gen_ok].sum(1)
+                share = np.where(n_gen > 0, (w[:, gen_ok] * below).sum(1) / np.where(n_gen > 0, n_gen, 1), np.nan)
+            out[f"{FAMILY}.nn_closer_than_p1"] = np.where(np.isfinite(p1), share, np.nan)
+            gm, rm = wquantile(w, g, 50), wquantile(w, r, 50)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{FAMILY}.nn_distance_ratio"] = np.where(rm > 0, gm / np.where(rm > 0, rm, 1), np.nan)
+        if "report" in self.parts:
+            for stat, key in (("report_copy_rate", "copy"), (f"report_ngram{self.ngram}_rate", "ngram")):
+                out[f"{FAMILY}.{stat}"] = wmean(w, stats[f"gen_{key}"], skip_nan=True)
+                out[f"{FAMILY}.{stat}_real"] = wmean(w, stats[f"real_{key}"], skip_nan=True)
+        return out
+
     def extras(self) -> dict[str, Any]:
         out: dict[str, Any] = {"parts": list(self.parts), "n_train": len(self.train)}
         if "image" in self.parts:
@@ -257,12 +281,19 @@ def factory(ctx: MetricContext) -> Memorization:
         name, weights = encoder_choice(ctx.options, "memorization_extractor")
         check_extractor(FAMILY, name)
         encoder = ImageEncoder(name, weights, ctx.domain, FAMILY, need_head=False)
-    return Memorization(parts, encoder, ctx.train, distance=ctx.options.get("memorization_distance", "cosine"),
-                        ngram=int(ctx.options.get("memorization_ngram", NGRAM)))
+    return Memorization(parts, encoder, ctx.train, distance=ctx.options.get("memorization_distance") or "cosine",
+                        ngram=ctx.options.get("memorization_ngram") or NGRAM)
 
 
 @hookimpl
 def medbench_metrics():
+    from medbench.metrics import common_options as co
+    from medbench.options import Option
+
+    options = (co.MEMORIZATION_EXTRACTOR, co.MEMORIZATION_EXTRACTOR_WEIGHTS, co.EXTRACTOR, co.WEIGHTS,
+               Option("memorization_distance", str, "cosine", "nearest-neighbour distance", choices=("cosine", "l2")),
+               Option("memorization_ngram", int, NGRAM, "n of the report n-gram copy rate", low=1, high=1000))
     return [MetricSpec(FAMILY, factory, requires=(), kinds=("report->image", "image->report", "prompt->pair"),
+                       options=options, produces=(f"{FAMILY}.*",),
                        description="memorization: nearest-training-image distance vs held-out real images (share closer "
                                    "than their 1st percentile) and report copy rate (exact / 12-gram) vs held-out reports")]

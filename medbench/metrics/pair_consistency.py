@@ -182,7 +182,10 @@ def factory(ctx: MetricContext) -> PairConsistency:
 
 @hookimpl
 def medbench_metrics():
-    return [MetricSpec(FAMILY, factory, requires=("image", "report"), kinds=("prompt->pair",),
+    from medbench.metrics import common_options as co
+
+    options = (co.LABEL_EXTRACTOR, co.LABEL_EXTRACTOR_WEIGHTS, co.EXTRACTOR, co.WEIGHTS, co.LABELER, co.LABEL_MAPPING)
+    return [MetricSpec(FAMILY, factory, options=options, produces=(f"{FAMILY}.*",), requires=("image", "report"), kinds=("prompt->pair",),
                        description="joint-pair consistency: per-label F1 / Cohen's kappa between the generated report's "
                                    "labels and the generated image's labels, between real matched (ceiling) and "
                                    "shuffled (floor) brackets")]

@@ -31,8 +31,11 @@ import numpy as np
 
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
-from medbench.metrics.java_meteor import MeteorJVM, java_missing_reason, meteor_from_stats, parse_stats
+from medbench.metrics.java_meteor import (MeteorJVM, java_missing_reason, meteor_from_stats, meteor_from_weighted,
+                                          parse_stats)
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
+from medbench.stats.weighted import wsum
 
 FAMILY = "nlg.coco"
 SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL", "cider")
@@ -101,7 +104,7 @@ def bleu_from_rows(rows: np.ndarray) -> list[float]:
 
 # ----------------------------------------------------------------------------- the metric family
 
-class CocoText(Metric):
+class CocoText(WeightedBootstrap, Metric):
     name = FAMILY
     variant = ("pycocoevalcap 1.2: PTB tokenizer; corpus BLEU-1..4 ('closest'); METEOR 1.5 jar (-l en -norm); "
                "ROUGE-L beta=1.2 mean; CIDEr-D (sigma=6, IDF from the evaluated references) mean")
@@ -164,6 +167,20 @@ class CocoText(Metric):
         values["rougeL"] = float(np.mean(np.asarray(stats["rougeL"])))
         values["cider"] = float(np.mean(np.asarray(stats["cider"])))
         return {f"{FAMILY}.{s}": float(values[s]) for s in SCORES if s in values}
+
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """`compute` for every row of a (B, n) row-weight matrix (the bootstrap fast path): corpus
+        counts are weighted sums, then scored per resample."""
+        if len(stats["rougeL"]) == 0:
+            return {k: np.full(len(w), np.nan) for k in self.compute(stats)}
+        bleu_totals = np.rint(wsum(w, stats["bleu"])).astype(np.int64)  # integer counts, exact
+        values = {f"bleu{k + 1}": np.array([bleu_from_rows(t)[k] for t in bleu_totals]) for k in range(N_GRAMS)}
+        if "meteor" in stats:
+            values["meteor"] = meteor_from_weighted(stats["meteor"], w)
+        n = w.sum(1)
+        values["rougeL"] = wsum(w, stats["rougeL"]) / n
+        values["cider"] = wsum(w, stats["cider"]) / n
+        return {f"{FAMILY}.{s}": values[s] for s in SCORES if s in values}
 
     def extras(self) -> dict[str, Any]:
         empty = [i for i, h in zip(self._ids, self._hyps) if not h.strip()]
@@ -263,8 +280,10 @@ def medbench_metrics():
     kinds = ("image->report", "prompt->pair")
     return [
         MetricSpec(name=FAMILY, factory=make_coco, requires=("report",), kinds=kinds, protocol="coco",
+                   produces=tuple(f"{FAMILY}.{s}" for s in SCORES),
                    description="pycocoevalcap corpus BLEU-1..4, METEOR 1.5 (Java), ROUGE-L, CIDEr-D on "
                                "PTB-tokenized reports; empty outputs scored as zero and counted"),
         MetricSpec(name=f"{FAMILY}.spice", factory=make_spice, requires=("report",), kinds=kinds, protocol="coco",
+                   produces=(f"{FAMILY}.spice",),
                    description="pycocoevalcap SPICE; unavailable unless the Stanford CoreNLP 3.6.0 jars are present"),
     ]

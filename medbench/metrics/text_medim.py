@@ -27,7 +27,9 @@ import numpy as np
 
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, Scored
+from medbench.options import Option
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
 
 FAMILY = "nlg.medim-paper"
 SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL")
@@ -45,7 +47,7 @@ def reference_text(scored: Scored) -> str:
     return scored.sample.report
 
 
-class MedimPaperText(Metric):
+class MedimPaperText(WeightedBootstrap, Metric):
     name = FAMILY
     variant = ("MeDiM report_metric.py: nltk sentence_bleu(method1) + nltk single_meteor_score (WordNet 3.0) "
                "+ rouge==1.0.1 ROUGE-L F, averaged per report")
@@ -116,6 +118,15 @@ class MedimPaperText(Metric):
         # the script's np.mean over a Python list of the kept rows, in order
         return {f"{FAMILY}.{s}": float(np.mean(np.asarray(stats[s])[keep])) for s in SCORES}
 
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """`compute` for every row of a (B, n) row-weight matrix (the bootstrap fast path)."""
+        keep = np.asarray(stats["included"]) > 0
+        wk = w[:, keep]
+        n = wk.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {f"{FAMILY}.{s}": np.where(n > 0, (wk @ np.asarray(stats[s], dtype=np.float64)[keep]) / n, np.nan)
+                    for s in SCORES}
+
     def extras(self) -> dict[str, Any]:
         skipped = [i for i, r in zip(self._ids, self._rows) if r[-1] == 0.0]
         return {
@@ -131,14 +142,15 @@ class MedimPaperText(Metric):
 
 
 def make_medim_paper(ctx: MetricContext) -> MedimPaperText:
-    return MedimPaperText(skip_empty=bool(ctx.options.get("skip_empty", False)))
+    return MedimPaperText(skip_empty=ctx.options.get("skip_empty") is True)
 
 
 @hookimpl
 def medbench_metrics():
     return [MetricSpec(
         name=FAMILY, factory=make_medim_paper, requires=("report",), kinds=("image->report", "prompt->pair"),
-        protocol="medim-paper",
+        protocol="medim-paper", produces=tuple(f"{FAMILY}.{s}" for s in SCORES),
+        options=(Option("skip_empty", bool, False, "skip empty generated reports, as the paper's script did"),),
         description="BLEU-1..4 / METEOR / ROUGE-L exactly as MeDiM's report_metric.py (nltk sentence BLEU "
                     "method1, nltk METEOR, rouge 1.0.1), averaged per report; option skip_empty reproduces "
                     "the paper's skipping of empty outputs")]

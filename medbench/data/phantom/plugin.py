@@ -1,32 +1,30 @@
 """Registers the phantom datasets `cxr-phantom` and `path-phantom` (SYNTHETIC test data, not clinical).
 
-Options (from the CLI as strings or from a task spec): size (32-256, default 64), n_train (4000),
-n_val (500), n_test (1000), seed (0). The first load generates into the cache; later loads read it.
+Options (declared in OPTIONS, from the CLI as strings or from a task spec): size (32-256, default 64),
+n_train (4000), n_val (500), n_test (1000), seed (0). The first load generates into the cache; later loads read it.
 """
 from __future__ import annotations
 
 from medbench import hookimpl
+from medbench.options import Option, resolve
 from medbench.registry import DatasetSpec
 
-OPTIONS = {"size": 64, "n_train": 4000, "n_val": 500, "n_test": 1000, "seed": 0}
+OPTIONS = (
+    Option("size", int, 64, "image side in pixels", low=32, high=256),
+    Option("n_train", int, 4000, "train studies", low=1, high=1_000_000),
+    Option("n_val", int, 500, "val studies", low=0, high=1_000_000),
+    Option("n_test", int, 1000, "test studies", low=1, high=1_000_000),
+    Option("seed", int, 0, "generator seed", low=0),
+)
 
 
 def phantom_options(options: dict | None) -> dict:
-    """Defaults filled in, CLI strings coerced to int; unknown keys are an error naming the known ones."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(OPTIONS) - {"home"})
-    if unknown:
-        raise ValueError(f"unknown phantom dataset option(s) {unknown}; known: {sorted(OPTIONS)}")
-    out = dict(OPTIONS)
-    for key, value in options.items():
-        if key == "home":
-            out[key] = value
-            continue
-        try:
-            out[key] = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"phantom dataset option {key} must be an integer, got {value!r}") from None
-    return out
+    """Typed values with the defaults filled in (`home` passes through for tests); unknown keys,
+    non-integers and out-of-range values are an OptionError naming the known options."""
+    given = dict(options or {})
+    home = given.pop("home", None)
+    out = resolve(OPTIONS, given, owner="the phantom datasets", flag="--dataset-opt")
+    return out | ({"home": home} if home is not None else {})
 
 
 def _loader(domain: str):
@@ -45,8 +43,9 @@ def medbench_datasets():
     return [
         DatasetSpec("cxr-phantom", _loader("cxr"),
                     "SYNTHETIC chest-radiograph-like phantom (not clinical data): cardiomegaly, pleural effusion, "
-                    "pneumothorax, consolidation, lung lesion, edema, support devices; CheXpert-style labels"),
+                    "pneumothorax, consolidation, lung lesion, edema, support devices; CheXpert-style labels",
+                    options=OPTIONS),
         DatasetSpec("path-phantom", _loader("path"),
                     "SYNTHETIC H&E-like tile phantom (not clinical data): tissue type, cellularity, pleomorphism, "
-                    "mitoses, necrosis, inflammation"),
+                    "mitoses, necrosis, inflammation", options=OPTIONS),
     ]
