@@ -1,0 +1,102 @@
+"""BERTScore through radeval's vendored bert-score 0.3.13 (patched for transformers 5), local model folder.
+
+``nlg.bertscore`` is RadEval's ``bertscore``: distilbert-base-uncased, layer 5, no IDF, greedy-match
+F1 per report, averaged; RadEval reports the baseline-rescaled F1. Both are given, named apart::
+
+    nlg.bertscore.f1@distilbert-base-uncased-L5            raw F1 (mean over reports)
+    nlg.bertscore.f1_rescaled@distilbert-base-uncased-L5   (F1 - b) / (1 - b), bert-score's en baseline, layer 5
+    nlg.bertscore.precision@… / nlg.bertscore.recall@…      raw P and R
+
+Rescaling is per report and affine, so means of per-report values are exact for the bootstrap.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medbench.metrics.base import Metric, MetricUnavailable, Scored
+from medbench.metrics.report_models._radeval import device_of, radeval_import, strict_from_pretrained
+from medbench.metrics.report_models.weights_specs import BERTSCORE_DISTILBERT
+from medbench.weights import Located, WeightsError, locate
+
+# Pretraining heads in the published MLM checkpoints (not used by BERTScore), and the pooler they lack.
+HEADS = ("vocab_transform", "vocab_layer_norm", "vocab_projector", "lm_head", "cls.")
+NOT_STORED = ("pooler.",)
+
+
+def check_checkpoint(folder: Path) -> None:
+    """Refuse a checkpoint that would leave part of the encoder randomly initialised."""
+    from transformers import AutoModel
+
+    strict_from_pretrained(AutoModel, folder, head_prefixes=HEADS, not_stored=NOT_STORED)
+
+
+def load_scorer(folder: Path, baseline_name: str, num_layers: int, *, device: str = "cpu", idf_sents=None,
+                batch_size: int = 64):
+    """radeval's BERTScorer on a local folder (rescaling applied by the caller from its baseline)."""
+    vendor = radeval_import("radeval.metrics.bertscore._vendor")
+    check_checkpoint(folder)
+    baseline = Path(vendor.__file__).parent / "rescale_baseline" / "en" / f"{baseline_name}.tsv"
+    return vendor.BERTScorer(model_type=str(folder), num_layers=num_layers, batch_size=batch_size, nthreads=1,
+                             all_layers=False, idf=idf_sents is not None, idf_sents=idf_sents, device=device,
+                             lang="en", rescale_with_baseline=False, baseline_path=str(baseline),
+                             use_fast_tokenizer=False)
+
+
+def score_pairs(scorer, refs: list[str], hyps: list[str], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Per-report raw P, R, F1 and the baseline-rescaled F1 (bert-score's formula, float32)."""
+    p, r, f = scorer.score(cands=hyps, refs=refs, verbose=False, batch_size=batch_size)
+    b = scorer.baseline_vals  # (P, R, F) of the layer
+    f_rescaled = (f - b[2]) / (1 - b[2])
+    return {"precision": p.numpy().astype(np.float64), "recall": r.numpy().astype(np.float64),
+            "f1": f.numpy().astype(np.float64), "f1_rescaled": f_rescaled.numpy().astype(np.float64)}
+
+
+class BERTScore(Metric):
+    name = "nlg.bertscore"
+    QUANTITIES = ("precision", "recall", "f1", "f1_rescaled")
+
+    def __init__(self, located: Located, model_label: str, num_layers: int, device: str = "cpu", batch_size: int = 64):
+        self.located, self.model_label, self.num_layers = located, model_label, num_layers
+        self.device, self.batch_size = device, batch_size
+        self.weights_sha256 = located.provenance()
+        self.tag = f"{model_label}-L{num_layers}"
+        self._scorer = None
+        self._rows: dict[str, list[np.ndarray]] = {q: [] for q in self.QUANTITIES}
+        self.higher_is_better = {self.key(q): True for q in self.QUANTITIES}
+        self.variant = (f"bert-score 0.3.13 (radeval 2.2.1 vendored), {model_label} layer {num_layers}, no idf, "
+                        "per-report greedy F1 averaged; rescaled with bert-score's en baseline")
+
+    def key(self, q: str) -> str:
+        return f"nlg.bertscore.{q}@{self.tag}"
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            self._scorer = load_scorer(self.located.folder, self.model_label, self.num_layers, device=self.device,
+                                       batch_size=self.batch_size)
+        return self._scorer
+
+    def update(self, batch: list[Scored]) -> None:
+        refs = [item.sample.report or "" for item in batch]
+        hyps = [item.output.report or "" for item in batch]
+        for q, v in score_pairs(self.scorer, refs, hyps, self.batch_size).items():
+            self._rows[q].append(v)
+
+    def stats(self) -> dict[str, np.ndarray]:
+        return {q: np.concatenate(v) if v else np.zeros(0) for q, v in self._rows.items()}
+
+    def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
+        return {self.key(q): float(stats[q].mean()) if len(stats[q]) else 0.0 for q in self.QUANTITIES}
+
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {self.key(q): stats[q] for q in self.QUANTITIES}
+
+
+def bertscore_factory(ctx) -> BERTScore:
+    try:
+        located = locate(BERTSCORE_DISTILBERT, ctx.options.get("weights_root"))
+    except WeightsError as e:
+        raise MetricUnavailable(str(e)) from None
+    return BERTScore(located, "distilbert-base-uncased", 5, device_of(ctx), int(ctx.options.get("batch_size", 64) or 64))

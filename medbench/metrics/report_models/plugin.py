@@ -1,0 +1,45 @@
+"""Registers the report-metric families and their weights manifests (entry point ``report-models``).
+
+Factories are cheap: they check the weights (sha256, cached) and raise MetricUnavailable naming the
+missing file; models load on the first scored batch. Heavy imports stay inside the family modules.
+"""
+from __future__ import annotations
+
+from medbench import hookimpl
+from medbench.registry import MetricSpec
+
+TEXT = dict(requires=("report",), kinds=("image->report", "prompt->pair"))
+
+
+def _lazy(module: str, factory: str):
+    def build(ctx):
+        import importlib
+
+        return getattr(importlib.import_module(f"medbench.metrics.report_models.{module}"), factory)(ctx)
+
+    build.__name__ = factory
+    return build
+
+
+@hookimpl
+def medbench_metrics():
+    return [
+        MetricSpec("clinical.chexbert", _lazy("chexbert", "chexbert_factory"), **TEXT,
+                   description="F1-CheXbert (radeval's CheXbert labeler, local weights): 5/14 labels, "
+                               "micro/macro/weighted/example F1; named apart from the rule-based clinical.ce_f1"),
+        MetricSpec("nlg.bertscore", _lazy("bertscore", "bertscore_factory"), **TEXT,
+                   description="BERTScore, distilbert-base-uncased layer 5 (RadEval's), raw and baseline-rescaled"),
+        MetricSpec("nlg.ratescore", _lazy("ratescore", "ratescore_factory"), **TEXT,
+                   description="RaTEScore (radeval's RaTEScore: DeBERTa NER + BioLORD embeddings, local weights)"),
+        MetricSpec("nlg.radcliq_v1", _lazy("radcliq", "radcliq_factory"), **TEXT,
+                   description="RadCliQ-v1 composite (lower is better); 1/RadCliQ as RadEval reports it under its own name"),
+        MetricSpec("nlg.green", _lazy("green", "green_factory"), **TEXT,
+                   description="GREEN (7B judge LLM, local weights): CUDA only, skipped on the CPU"),
+    ]
+
+
+@hookimpl
+def medbench_weights():
+    from medbench.metrics.report_models.weights_specs import ALL
+
+    return list(ALL)

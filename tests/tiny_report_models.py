@@ -1,0 +1,141 @@
+"""Tiny random-initialised models of the real report-metric architectures, in the real file layouts.
+
+Each builder writes ``<root>/<spec name>/...`` exactly as medbench's weights manifests expect the
+published files (same transformers classes and file names, shrunk configs, vocabularies trained on
+a few radiology sentences with the `tokenizers` library), then pins them (`medbench weights pin`)
+because they are not the published bytes::
+
+    root = build_chexbert(tmp_path / "weights")      # -> weights/chexbert/{chexbert.pth, bert-base-uncased/...}
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from report_sentences import SENTENCES
+
+SPECIALS_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+CORPUS = SENTENCES + [s.upper() for s in SENTENCES[:5]] + ["none", "normal study", ""]
+
+
+def _wordpiece_vocab(folder: Path, vocab_size: int = 400) -> int:
+    """Train a lower-cased WordPiece vocabulary; writes vocab.txt, returns its size."""
+    from tokenizers import BertWordPieceTokenizer
+
+    tok = BertWordPieceTokenizer(lowercase=True)
+    tok.train_from_iterator(CORPUS, vocab_size=vocab_size, special_tokens=SPECIALS_BERT, min_frequency=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save_model(str(folder))
+    return len((folder / "vocab.txt").read_text().splitlines())
+
+
+def _pin(root: Path, name: str) -> None:
+    from medbench.weights import pin
+    from medbench.metrics.report_models import weights_specs
+
+    spec = next(s for s in weights_specs.ALL if s.name == name)
+    pin(spec, root)
+
+
+def build_chexbert(root: Path, seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
+    """chexbert.pth (a dict with model_state_dict, keys prefixed 'module.' as the published file) +
+    bert-base-uncased/{config.json, vocab.txt, tokenizer_config.json}."""
+    from transformers import BertConfig, BertModel
+
+    folder = Path(root) / "chexbert"
+    bert_dir = folder / "bert-base-uncased"
+    n_vocab = _wordpiece_vocab(bert_dir)
+    config = BertConfig(vocab_size=n_vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=512, initializer_range=0.5)
+    config.save_pretrained(bert_dir)
+    (bert_dir / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 512}))
+    torch.manual_seed(seed)
+    labeler = torch.nn.Module()
+    labeler.bert = BertModel(config)
+    labeler.linear_heads = torch.nn.ModuleList([torch.nn.Linear(hidden, 4) for _ in range(13)] + [torch.nn.Linear(hidden, 2)])
+    for head in labeler.linear_heads:  # large weights: labels that vary with the report
+        torch.nn.init.normal_(head.weight, std=3.0)
+    state = {f"module.{k}": v for k, v in labeler.state_dict().items()}
+    torch.save({"model_state_dict": state, "epoch": 0}, folder / "chexbert.pth")
+    _pin(root, "chexbert")
+    return Path(root)
+
+
+def build_bertscore_distilbert(root: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A 6-layer DistilBertForMaskedLM (the published checkpoint's class) + its WordPiece tokenizer."""
+    from transformers import DistilBertConfig, DistilBertForMaskedLM, DistilBertTokenizerFast
+
+    folder = Path(root) / "bertscore-distilbert-base-uncased"
+    n_vocab = _wordpiece_vocab(folder)
+    torch.manual_seed(seed)
+    config = DistilBertConfig(vocab_size=n_vocab, dim=hidden, n_layers=6, n_heads=2, hidden_dim=2 * hidden, initializer_range=0.2)
+    DistilBertForMaskedLM(config).save_pretrained(folder, safe_serialization=True)
+    DistilBertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=512).save_pretrained(folder)
+    _pin(root, "bertscore-distilbert-base-uncased")
+    return Path(root)
+
+
+def build_bertscore_distilroberta(root: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A 6-layer RobertaForMaskedLM + a byte-level BPE tokenizer (vocab.json, merges.txt, tokenizer.json)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    folder = Path(root) / "bertscore-distilroberta-base"
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS, vocab_size=600, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    bpe.save_model(str(folder))
+    bpe.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "RobertaTokenizer", "model_max_length": 512, "bos_token": "<s>", "eos_token": "</s>",
+        "cls_token": "<s>", "sep_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}))
+    torch.manual_seed(seed)
+    config = RobertaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=hidden, num_hidden_layers=6, num_attention_heads=2,
+                           intermediate_size=2 * hidden, max_position_embeddings=514, pad_token_id=1,
+                           bos_token_id=0, eos_token_id=2, type_vocab_size=1, initializer_range=0.2)
+    RobertaForMaskedLM(config).save_pretrained(folder, safe_serialization=True)
+    _pin(root, "bertscore-distilroberta-base")
+    return Path(root)
+
+
+def report_pairs(n: int = 24, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(references, hypotheses): 1-3 shared radiology sentences each; hypothesis 5 is empty."""
+    import random
+
+    rng = random.Random(seed)
+    refs = [" ".join(rng.sample(SENTENCES, rng.randint(1, 3))) for _ in range(n)]
+    hyps = [" ".join(rng.sample(SENTENCES, rng.randint(1, 3))) for _ in range(n)]
+    if n > 5:
+        hyps[5] = ""
+    if n > 6:
+        hyps[6] = refs[6]
+    return refs, hyps
+
+
+def scored_pairs(refs: list[str], hyps: list[str]):
+    from medbench.metrics.base import Scored
+    from medbench.records import Output, Request, Sample
+
+    out = []
+    for i, (r, h) in enumerate(zip(refs, hyps)):
+        s = Sample(id=f"s{i}", patient_id=f"p{i // 2}", domain="cxr", split="test", image_path=None, report=r)
+        out.append(Scored(s, Request("image->report", s.id, i, "cxr"), Output(s.id, report=h)))
+    return out
+
+
+def metric_context(root: Path, tmp: Path, **options):
+    from medbench.metrics.base import MetricContext
+
+    return MetricContext(task=None, domain="cxr", protocol="coco", seed=0, cache_dir=tmp,
+                         options={"weights_root": str(root), **options})
+
+
+def run_family(metric, refs, hyps, batch: int = 5) -> dict:
+    pairs = scored_pairs(refs, hyps)
+    for i in range(0, len(pairs), batch):
+        metric.update(pairs[i:i + batch])
+    return metric.stats()
