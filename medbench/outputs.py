@@ -1,13 +1,25 @@
 """The run's outputs folder: generated files written as they come, and the resume log.
 
-Each finished sample is written as ``<id>.png`` / ``<id>.txt`` (temp file + rename), then one line
-``{"id", "image_sha256", "report_sha256"}`` is appended to ``index.rank<R>.jsonl`` and flushed. A run
-killed at any point leaves at most one torn line, which is ignored: that sample is regenerated with
-the same per-sample seed, so the resumed run ends with the same numbers.
+Each finished sample is written as ``<stem>.png`` / ``<stem>.txt`` (temp file + rename), where
+``stem = medbench.safe_names.file_stem(id)`` (the id itself unless it is not a safe file name),
+then one line ``{"id", "file_stem", "image_sha256", "report_sha256", "image_size", "image_mode",
+"source"}`` is appended to ``index.rank<R>.jsonl`` and flushed. A run killed at any point leaves at
+most one torn line: it is ignored (a newline is written before the next entry, so it never glues
+onto it) and that sample is regenerated with the same per-sample seed.
+
+On resume every logged output is checked against the sha256 recorded when it was written
+(`verified`): a truncated, replaced or deleted file is regenerated. Reading for scoring checks the
+bytes again, so provenance (`digest`) certifies exactly the files that were scored::
+
+    folder = OutputsFolder(run_dir / "outputs")
+    good, stale = folder.verified("image->report")
+    folder.write(output)
+    out, hashes = folder.read(sample, "image->report")
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -15,10 +27,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medbench.data.validate import IMAGE_MODES, MAX_REPORT_CHARS, file_problem
+from medbench.errors import UserError
 from medbench.records import Output, Request, Sample, produces
+from medbench.safe_names import file_stem
+
+MAX_LOG_LINE = 64 * 1024  # a resume-log entry is ~300 bytes; longer lines are not ours and are ignored
+SUFFIX = {"image": ".png", "report": ".txt"}
 
 
-class OutputError(ValueError):
+class OutputError(UserError):
     """A model output that cannot be accepted; the message names the sample and the problem."""
 
 
@@ -40,7 +58,10 @@ def as_pil(image, sample_id: str) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def check_output(out: Output, req: Request) -> Output:
+def check_output(out: Output, req: Request, max_report_chars: int = MAX_REPORT_CHARS) -> Output:
+    """Refuse what cannot be scored as it is: wrong sample, missing modality, an image mode other
+    than 8-bit L/RGB/RGBA/LA/P (16-bit, CMYK, float are never rescaled silently), a report that is
+    not a string, holds NUL bytes or is longer than `max_report_chars` (named before scoring)."""
     if out.sample_id != req.sample_id:
         raise OutputError(f"model answered sample {out.sample_id!r} where {req.sample_id!r} was requested (outputs must keep request order)")
     want = produces(req.kind)
@@ -48,9 +69,19 @@ def check_output(out: Output, req: Request) -> Output:
         if out.image is None:
             raise OutputError(f"sample {req.sample_id!r}: the model returned no image for a {req.kind} request")
         out.image = as_pil(out.image, req.sample_id)
+        if out.image.mode not in IMAGE_MODES:
+            raise OutputError(f"sample {req.sample_id!r}: generated image has mode {out.image.mode!r}; "
+                              f"return 8-bit {', '.join(IMAGE_MODES)} (medbench never rescales bit depth silently)")
+        if min(out.image.size) < 1:
+            raise OutputError(f"sample {req.sample_id!r}: generated image has zero size {out.image.size}")
     if "report" in want:
         if not isinstance(out.report, str):
             raise OutputError(f"sample {req.sample_id!r}: the model returned {type(out.report).__name__} instead of a report string")
+        if "\x00" in out.report:
+            raise OutputError(f"sample {req.sample_id!r}: generated report contains NUL characters")
+        if len(out.report) > max_report_chars:
+            raise OutputError(f"sample {req.sample_id!r}: generated report is {len(out.report)} characters long "
+                              f"(limit {max_report_chars}); it is refused before scoring")
     return out
 
 
@@ -61,11 +92,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    import io
-
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class OutputsFolder:
@@ -74,47 +107,105 @@ class OutputsFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         self.rank = rank
 
+    def path(self, sample_id: str, modality: str) -> Path:
+        """Where a sample's image ("image") or report ("report") is written."""
+        return self.root / f"{file_stem(sample_id)}{SUFFIX[modality]}"
+
     def done(self) -> dict[str, dict]:
-        """Finished samples from every rank's log (torn lines ignored)."""
+        """Logged samples from every rank's log, the last entry of an id winning (torn lines ignored)."""
         entries: dict[str, dict] = {}
         for log in sorted(self.root.glob("index.rank*.jsonl")):
-            for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(entry, dict) and "id" in entry:
-                    entries[entry["id"]] = entry
+            if file_problem(log):
+                continue
+            with open(log, "rb") as f:
+                while raw := f.readline(MAX_LOG_LINE + 1):
+                    if len(raw) > MAX_LOG_LINE:
+                        while (rest := f.readline(MAX_LOG_LINE)) and not rest.endswith(b"\n"):
+                            pass
+                        continue
+                    try:
+                        entry = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        continue
+                    if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                        entries[entry["id"]] = entry
         return entries
 
-    def write(self, out: Output) -> None:
-        entry = {"id": out.sample_id, "image_sha256": None, "report_sha256": None}
+    def check_entry(self, entry: dict, kind: str) -> str | None:
+        """Why a logged sample's files no longer match their recorded sha256 (None: they do)."""
+        for modality in produces(kind):
+            recorded = entry.get(f"{modality}_sha256")
+            path = self.path(entry["id"], modality)
+            if recorded is None:
+                return f"{path}: no {modality} recorded in the resume log"
+            if problem := file_problem(path, self.root):
+                return f"{path}: {problem}"
+            data = path.read_bytes()
+            if sha256_bytes(data) != recorded:
+                return f"{path}: changed since it was written (sha256 {sha256_bytes(data)[:12]}..., logged {recorded[:12]}...)"
+        return None
+
+    def verified(self, kind: str, ids: set[str] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+        """(entries whose files match the log, {id: why not} for those that must be regenerated).
+        `ids` limits the check to those samples (a rank's shard)."""
+        good, stale = {}, {}
+        for sid, entry in self.done().items():
+            if ids is not None and sid not in ids:
+                continue
+            problem = self.check_entry(entry, kind)
+            if problem:
+                stale[sid] = problem
+            else:
+                good[sid] = entry
+        return good, stale
+
+    def write(self, out: Output, extra: dict | None = None) -> dict:
+        """Write a checked output's files, then log them; returns the log entry."""
+        entry = {"id": out.sample_id, "file_stem": file_stem(out.sample_id), "image_sha256": None, "report_sha256": None,
+                 "image_size": None, "image_mode": None, **(extra or {})}
         if out.image is not None:
             data = png_bytes(out.image)
-            _atomic_write(self.root / f"{out.sample_id}.png", data)
-            entry["image_sha256"] = hashlib.sha256(data).hexdigest()
+            _atomic_write(self.path(out.sample_id, "image"), data)
+            entry.update(image_sha256=sha256_bytes(data), image_size=list(out.image.size), image_mode=out.image.mode)
         if out.report is not None:
             data = out.report.encode("utf-8")
-            _atomic_write(self.root / f"{out.sample_id}.txt", data)
-            entry["report_sha256"] = hashlib.sha256(data).hexdigest()
-        with open(self.root / f"index.rank{self.rank}.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+            _atomic_write(self.path(out.sample_id, "report"), data)
+            entry["report_sha256"] = sha256_bytes(data)
+        log = self.root / f"index.rank{self.rank}.jsonl"
+        with open(log, "ab+") as f:
+            torn = False
+            if f.seek(0, os.SEEK_END) > 0:  # a killed run may have left a line without its newline
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            f.write((b"\n" if torn else b"") + json.dumps(entry).encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
+        return entry
 
-    def read(self, sample: Sample, kind: str) -> Output:
-        out = Output(sample.id)
-        want = produces(kind)
-        if "image" in want:
-            with Image.open(self.root / f"{sample.id}.png") as im:
-                im.load()
-                out.image = im.copy()
-        if "report" in want:
-            out.report = (self.root / f"{sample.id}.txt").read_text(encoding="utf-8")
-        return out
+    def read(self, sample: Sample, kind: str, entry: dict | None = None) -> tuple[Output, dict[str, str]]:
+        """A sample's output as scored, and the sha256 of each file read. When `entry` (its log line)
+        is given, bytes that differ from the logged sha256 are refused naming the file."""
+        out, hashes = Output(sample.id), {}
+        for modality in produces(kind):
+            path = self.path(sample.id, modality)
+            if problem := file_problem(path, self.root):
+                raise OutputError(f"{path}: {problem} (sample {sample.id!r}); rerun the same command to regenerate it")
+            data = path.read_bytes()
+            hashes[modality] = digest = sha256_bytes(data)
+            if entry is not None and entry.get(f"{modality}_sha256") != digest:
+                raise OutputError(f"{path}: changed after it was written (sample {sample.id!r}); rerun the same command to regenerate it")
+            if modality == "image":
+                with Image.open(io.BytesIO(data)) as im:
+                    im.load()
+                    out.image = im.copy()
+            else:
+                out.report = data.decode("utf-8")
+        return out, hashes
 
-    def sha256(self) -> str:
-        h = hashlib.sha256()
-        for sid, entry in sorted(self.done().items()):
-            h.update(json.dumps(entry, sort_keys=True).encode())
-        return h.hexdigest()
+
+def outputs_digest(hashes: dict[str, dict[str, str]]) -> str:
+    """provenance.outputs_sha256: sha256 over (id, image sha256, report sha256) in id order."""
+    h = hashlib.sha256()
+    for sid in sorted(hashes):
+        h.update(json.dumps([sid, hashes[sid].get("image"), hashes[sid].get("report")]).encode())
+    return h.hexdigest()

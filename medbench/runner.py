@@ -20,14 +20,19 @@ from typing import Any
 
 from tqdm import tqdm
 
+from medbench.conversions import image_header, native_size
 from medbench.data.base import Dataset
+from medbench.errors import UserError
 from medbench.home import medbench_home
 from medbench.metrics.base import MetricContext, Scored
 from medbench.models.base import ModelContext
-from medbench.outputs import OutputsFolder, check_output
+from medbench.outputs import OutputError, OutputsFolder, check_output, outputs_digest
 from medbench.records import Request, Sample
 from medbench.registry import registry
-from medbench.runrecord import SCHEMA_VERSION, RunRecord, write_record
+from medbench.run_status import RunStatus
+from medbench.runrecord import RunRecord, write_record
+from medbench.safe_names import file_stem, inside, slug
+from medbench.samples_log import write_samples
 from medbench.tasks import TaskSpec
 
 CORE_PACKAGES = ("medbench", "torch", "torchvision", "transformers", "torch-fidelity", "torchmetrics", "pycocoevalcap",
@@ -55,21 +60,32 @@ class RunConfig:
     store: Path | None = None
     report: bool = True
 
+    model_content: dict | None = None  # content digest of outputs:DIR or --model-path (set by execute)
+
     def identity(self) -> dict[str, Any]:
-        """Everything that determines the outputs and the numbers (the run id hashes it)."""
-        return {"task": asdict(self.task), "model": self.model, "dataset": self.dataset, "seed": self.seed, "n": self.n,
+        """Everything that determines the outputs and the numbers (the run id hashes it). Models read
+        from files enter by content (`model_content`), not by path: `outputs:DIR` by the digest of
+        the files to be scored, ``--model-path`` by the sha256 of its weight files."""
+        name, _, arg = self.model.partition(":")
+        content = self.model_content
+        return {"task": asdict(self.task), "model": name if content and name == "outputs" else self.model,
+                "model_content": {k: content.get(k) for k in ("kind", "sha256", "missing")} if content else None,
+                "dataset": self.dataset, "seed": self.seed, "n": self.n,
                 "protocol": self.protocol, "dataset_options": self.dataset_options, "model_options": self.model_options,
-                "model_path": str(self.model_path) if self.model_path else None, "metric_options": self.metric_options,
+                "model_path": None if content or not self.model_path else str(self.model_path),
+                "metric_options": self.metric_options,
                 "on_bad_sample": self.on_bad_sample, "domain": self.domain, "n_boot": self.n_boot, "commit": git_commit()[0]}
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "-" for c in text)[:40].strip("-")
+def config_sha256(cfg: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.identity(), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def run_id(cfg: RunConfig) -> str:
-    digest = hashlib.sha256(json.dumps(cfg.identity(), sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{cfg.task.name}-{_slug(cfg.model)}-{_slug(cfg.dataset)}-s{cfg.seed}-{digest}"
+    """``<task>-<model>-<dataset>-s<seed>-<digest>``: slugs (letters, digits, '-', '_'), so the run
+    folder is always one plain name inside --out, whatever the task name or specs hold."""
+    model = cfg.model if not cfg.model.startswith("outputs:") else "outputs-" + Path(cfg.model[8:]).name
+    return f"{slug(cfg.task.name)}-{slug(model)}-{slug(cfg.dataset)}-s{cfg.seed}-{config_sha256(cfg)[:10]}"
 
 
 def git_commit() -> tuple[str | None, bool | None]:
@@ -118,33 +134,56 @@ def make_request(task: TaskSpec, sample: Sample, seed: int) -> Request:
                    prompt=sample.prompt_text() if kind == "prompt->pair" else None)
 
 
-def build_model(cfg: RunConfig, dataset: Dataset, test: list[Sample]):
+def build_model(cfg: RunConfig, dataset: Dataset, test: list[Sample], image_size: int = 64):
     name, _, arg = cfg.model.partition(":")
     ctx = ModelContext(task=cfg.task, domain=dataset.domain, seed=cfg.seed, train=dataset.split("train"), test=test,
                        model_path=cfg.model_path, arg=arg or None, options=cfg.model_options, device=cfg.device,
-                       image_size=int(cfg.dataset_options.get("size", 64)))
+                       image_size=image_size)
     if name == "outputs":
         from medbench.models.outputs_dir import OutputsDirModel
 
         return OutputsDirModel(ctx)
     spec = registry().get("models", name)
     if cfg.task.request not in spec.kinds:
-        raise ValueError(f"model {name!r} does not support {cfg.task.request} requests (it supports {', '.join(spec.kinds)})")
+        raise UserError(f"model {name!r} does not support {cfg.task.request} requests (it supports {', '.join(spec.kinds)})")
     return spec.factory(ctx)
+
+
+def model_content(cfg: RunConfig, model, samples: list[Sample]) -> dict | None:
+    """The content digest the run id depends on: the files outputs:DIR will have scored (validated
+    here, every bad file listed), or the sha256 of the --model-path weights."""
+    if hasattr(model, "identity"):
+        return model.identity([_light_request(cfg, s) for s in samples])
+    if cfg.model_path is not None:
+        from medbench.identity import weights_digest
+
+        return weights_digest(cfg.model_path)
+    return None
+
+
+def _light_request(cfg: RunConfig, sample: Sample) -> Request:
+    """A request without its decoded image (enough to know which files answer it)."""
+    return Request(kind=cfg.task.request, sample_id=sample.id, seed=request_seed(cfg.seed, sample.id), domain=sample.domain)
 
 
 class LazyPairs:
     """(sample, request, output) triples read from the outputs folder batch by batch, so scoring
-    never holds every image in memory."""
+    never holds every image in memory. Each file is checked against its logged sha256 as it is
+    read, and the hashes of what was scored are kept (`hashes`) for provenance."""
 
-    def __init__(self, task: TaskSpec, samples: list[Sample], folder: OutputsFolder, seed: int):
-        self.task, self.samples, self.folder, self.seed = task, samples, folder, seed
+    def __init__(self, task: TaskSpec, samples: list[Sample], folder: OutputsFolder, seed: int, entries: dict[str, dict]):
+        self.task, self.samples, self.folder, self.seed, self.entries = task, samples, folder, seed, entries
+        self.hashes: dict[str, dict[str, str]] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, sl: slice) -> list[Scored]:
-        return [Scored(s, make_request(self.task, s, self.seed), self.folder.read(s, self.task.request)) for s in self.samples[sl]]
+        batch = []
+        for s in self.samples[sl]:
+            out, self.hashes[s.id] = self.folder.read(s, self.task.request, self.entries[s.id])
+            batch.append(Scored(s, make_request(self.task, s, self.seed), out))
+        return batch
 
 
 def _dist():
@@ -166,28 +205,47 @@ def _barrier(world: int) -> None:
 
 
 def generate(cfg: RunConfig, model, samples: list[Sample], folder: OutputsFolder, rank: int, world: int) -> None:
-    done = folder.done()
-    todo = [s for i, s in enumerate(samples) if i % world == rank and s.id not in done]
-    if hasattr(model, "check"):
+    """Produce every output of this rank's shard that is not already logged with matching files.
+    A logged output whose file was truncated, replaced or deleted is regenerated (and said so)."""
+    mine = [s for i, s in enumerate(samples) if i % world == rank]
+    done, stale = folder.verified(cfg.task.request, {s.id for s in mine})
+    for problem in stale.values():
+        print(f"medbench: {problem}: regenerating it", file=sys.stderr)
+    todo = [s for s in mine if s.id not in done]
+    if hasattr(model, "check") and not hasattr(model, "identity"):
         model.check([make_request(cfg.task, s, cfg.seed) for s in todo])
+    sources = getattr(model, "sources", None)
     bar = tqdm(total=len(todo), desc=f"generate ({cfg.model})" + (f" rank {rank}" if world > 1 else ""), unit="sample")
     for i in range(0, len(todo), cfg.batch_size):
         batch = todo[i:i + cfg.batch_size]
         requests = [make_request(cfg.task, s, cfg.seed) for s in batch]
         outputs = model.generate(requests)
         if len(outputs) != len(requests):
-            raise ValueError(f"model {cfg.model!r} returned {len(outputs)} outputs for {len(requests)} requests")
+            raise OutputError(f"model {cfg.model!r} returned {len(outputs)} outputs for {len(requests)} requests")
         for out, req in zip(outputs, requests):
-            folder.write(check_output(out, req))
+            out = check_output(out, req)
+            extra = {"image_alpha": _has_alpha(out.image)} if out.image is not None else {}
+            if sources is not None:
+                extra["source"] = sources.get(req.sample_id)
+            folder.write(out, extra)
         bar.update(len(batch))
     bar.close()
 
 
-def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
-    """Run a task end to end; returns (run folder, record) — the record only on rank 0."""
-    from medbench.data.resolve import load_dataset
-    from medbench.scoring import build_families, score, select_families
+def _has_alpha(image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
 
+
+def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
+    """Run a task end to end; returns (run folder, record) — the record only on rank 0.
+
+    Nothing is created before the dataset, the model and its content digest are known (so a bad
+    spec leaves no folder). Once the folder exists, status.json says running / complete / failed.
+    """
+    from medbench.data.resolve import load_dataset
+    from medbench.run_checks import check_run
+
+    check_run(cfg)  # flags, specs and options checked and typed once, before any work (medbench.run_checks)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     rank, world = _dist()
     seconds: dict[str, float] = {}
@@ -195,29 +253,54 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     dataset = load_dataset(cfg.dataset, cfg.dataset_options, on_bad_sample=cfg.on_bad_sample, domain=cfg.domain)
     samples = select_samples(dataset.split(cfg.task.split), cfg.n)
     if not samples:
-        raise ValueError(f"dataset {cfg.dataset!r} has no complete image-report pairs in split {cfg.task.split!r}")
+        raise UserError(f"dataset {cfg.dataset!r} has no complete image-report pairs in split {cfg.task.split!r}")
+    headers = [image_header(s.image_path) for s in samples]
+    native = native_size(headers)
     seconds["load"] = time.perf_counter() - t0
 
+    size = native[0] or (int(cfg.dataset_options.get("size", 64)),) * 2
+    model = build_model(cfg, dataset, samples, image_size=max(size))
+    cfg.model_content = model_content(cfg, model, samples)
     rid = run_id(cfg)
     run_dir = cfg.out / rid
+    if not inside(cfg.out, run_dir) or run_dir.name != rid:
+        raise RuntimeError(f"run id {rid!r} is not a plain folder name inside {cfg.out} (a bug in run_id)")
+    status = RunStatus(run_dir, rid, started, enabled=rank == 0)
     folder = OutputsFolder(run_dir / "outputs", rank)
-    if rank == 0:
-        (run_dir / "config.json").write_text(json.dumps(cfg.identity(), indent=1, default=str))
-    hook = registry().hook()
-    hook.medbench_run_start(config=cfg)
-
-    t0 = time.perf_counter()
-    model = build_model(cfg, dataset, samples)
-    generate(cfg, model, samples, folder, rank, world)
-    _barrier(world)
-    seconds["generate"] = time.perf_counter() - t0
-    if rank != 0:
+    status.start(config=cfg.identity())
+    try:
+        hook = registry().hook()
+        hook.medbench_run_start(config=cfg)
+        status.stage("generate")
+        t0 = time.perf_counter()
+        generate(cfg, model, samples, folder, rank, world)
         _barrier(world)
-        return run_dir, None
+        seconds["generate"] = time.perf_counter() - t0
+        if rank != 0:
+            _barrier(world)
+            return run_dir, None
+        status.stage("score")
+        record = _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, started, seconds, world,
+                                   headers, native)
+        status.complete()
+    except BaseException as e:
+        status.fail(e)
+        raise
+    _finish(cfg, record, run_dir)
+    _barrier(world)
+    return run_dir, record
 
-    missing = [s.id for s in samples if s.id not in folder.done()]
+
+def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, started, seconds, world, headers, native):
+    from medbench.record_builder import build_record, sample_rows
+    from medbench.scoring import build_families, score, select_families
+
+    entries, stale = folder.verified(cfg.task.request)
+    missing = [s.id for s in samples if s.id not in entries]
     if missing:
-        raise RuntimeError(f"{run_dir / 'outputs'}: outputs missing for {len(missing)} samples after generation: {missing[:20]}")
+        why = "; ".join(stale[m] for m in missing if m in stale)[:2000]
+        raise RuntimeError(f"{run_dir / 'outputs'}: outputs missing for {len(missing)} samples after generation: "
+                           f"{missing[:20]}" + (f" ({why})" if why else ""))
     ctx = MetricContext(task=cfg.task, domain=dataset.domain, protocol=cfg.protocol, seed=cfg.seed,
                         cache_dir=medbench_home(),
                         run_dir=run_dir, train=dataset.split("train"), reference=samples, options=cfg.metric_options,
@@ -226,46 +309,28 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     families, unavailable = build_families(specs, ctx)
     skipped += unavailable
     patients = [s.patient_id for s in samples]
-    pairs = LazyPairs(cfg.task, samples, folder, cfg.seed)
+    pairs = LazyPairs(cfg.task, samples, folder, cfg.seed, entries)
     results, failed, timing = score(families, pairs, patients, n_boot=cfg.n_boot, seed=cfg.seed, run_dir=run_dir)
     seconds.update(timing)
     skipped += failed + [{"what": f"sample:{b.id}", "reason": f"{b.path}: {b.reason}"} for b in dataset.bad]
-
-    metrics = {}
-    weights = dict(getattr(model, "weights_sha256", {}) or {})
-    for res in results:
-        weights.update(getattr(res.metric, "weights_sha256", {}) or {})
-        for name, value in res.values.items():
-            lo, hi = res.cis.get(name, (None, None))
-            metrics[name] = {"value": _finite(value), "ci_low": _finite(lo), "ci_high": _finite(hi),
-                             "higher_is_better": bool(res.metric.higher_is_better[name]), "n": len(samples), "bootstrap": res.n_boot,
-                             "family": res.family, "variant": res.metric.variant}
+    if len(pairs.hashes) < len(samples):  # no family read the outputs: hash them now, as they are
+        for s in samples:
+            if s.id not in pairs.hashes:
+                pairs.hashes[s.id] = folder.read(s, cfg.task.request, entries[s.id])[1]
     commit, dirty = git_commit()
-    record: RunRecord = {
-        "schema_version": SCHEMA_VERSION, "run_id": rid, "task": cfg.task.name, "model": cfg.model, "dataset": cfg.dataset,
-        "domain": dataset.domain, "split": cfg.task.split, "n": len(samples), "seed": cfg.seed, "protocol": cfg.protocol,
-        "bootstrap": cfg.n_boot, "metrics": metrics, "primary_metric": cfg.task.primary_metric,
-        "provenance": {"packages": package_versions(), "git_commit": commit, "git_dirty": dirty,
-                       "dataset_sha256": dataset.manifest_sha256(), "weights_sha256": weights,
-                       "outputs_sha256": folder.sha256(), "command": list(sys.argv), "started": started,
-                       "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                       "seconds": {k: round(v, 3) for k, v in seconds.items()}, "world_size": world,
-                       "python": sys.version.split()[0], "platform": platform.platform()},
-        "skipped": skipped,
-        "options": {"dataset": cfg.dataset_options, "model": cfg.model_options, "metric": cfg.metric_options,
-                    "model_path": str(cfg.model_path) if cfg.model_path else None},
-    }
+    provenance = {"packages": package_versions(), "git_commit": commit, "git_dirty": dirty,
+                  "dataset_sha256": dataset.manifest_sha256(), "weights_sha256": {},
+                  "outputs_sha256": outputs_digest(pairs.hashes), "command": list(sys.argv), "started": started,
+                  "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "seconds": {k: round(v, 3) for k, v in seconds.items()}, "world_size": world,
+                  "python": sys.version.split()[0], "platform": platform.platform()}
+    record, per_sample = build_record(cfg, rid, dataset, samples, results, skipped, provenance, entries, headers, native,
+                                      model_weights=dict(getattr(model, "weights_sha256", {}) or {}),
+                                      config_sha256=config_sha256(cfg))
     _write_sidecars(run_dir, samples)
+    write_samples(run_dir, sample_rows(cfg, samples, entries, per_sample, folder))
     write_record(record, run_dir / "run.json")
-    _finish(cfg, record, run_dir)
-    _barrier(world)
-    return run_dir, record
-
-
-def _finite(x):
-    import math
-
-    return None if x is None or not math.isfinite(float(x)) else float(x)
+    return record
 
 
 def _write_sidecars(run_dir: Path, samples: list[Sample]) -> None:
@@ -273,7 +338,8 @@ def _write_sidecars(run_dir: Path, samples: list[Sample]) -> None:
     with open(run_dir / "references.jsonl", "w", encoding="utf-8") as f:
         for s in samples:
             f.write(json.dumps({"id": s.id, "patient_id": s.patient_id, "report": s.report, "prompt": s.prompt_text(),
-                                "image_path": str(s.image_path) if s.image_path else None, "labels": s.labels}) + "\n")
+                                "image_path": str(s.image_path) if s.image_path else None, "labels": s.labels,
+                                "file_stem": file_stem(s.id)}) + "\n")
 
 
 def _finish(cfg: RunConfig, record: RunRecord, run_dir: Path) -> None:

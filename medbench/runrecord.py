@@ -1,16 +1,24 @@
-"""run.json: the versioned record of one run, documented key by key.
+"""run.json: the versioned record of one run, documented key by key (and in docs/runjson.md).
 
-Written by the runner at the end of every run into ``<out>/<run_id>/run.json``; read by the
-store, the report, the leaderboard and compare. Bump SCHEMA_VERSION on any incompatible change
-and teach `load_record` to migrate older versions.
+Written by the runner at the end of every completed run into ``<out>/<run_id>/run.json``; read by
+the store, the report, the leaderboard and compare. Bump SCHEMA_VERSION on any incompatible change
+and teach `load_record` to migrate older versions (`migrate_v1` is the model).
 
 Beside run.json the run folder holds:
-- ``outputs/``: what the model produced, ``<id>.png`` / ``<id>.txt``, and ``outputs/index.jsonl``
-  (one line per finished sample, written after its files: the resume log);
+- ``status.json``: running / complete / failed (medbench.run_status);
+- ``outputs/``: what the model produced, ``<stem>.png`` / ``<stem>.txt`` (stem =
+  medbench.safe_names.file_stem(id)), and ``outputs/index.rank<R>.jsonl`` (one line per finished
+  sample with the sha256 of its files, written after them: the resume log);
 - ``samples.json``: the scored sample ids and patient ids, in the order of every stats row;
+- ``samples.jsonl``: one line per scored sample: inputs, outputs, conversions, per-sample scores
+  (medbench.samples_log);
 - ``stats/<family>.safetensors``: per-sample sufficient statistics of each metric family;
 - ``extras/<family>.json``: per-family detail for reports (per-label tables, galleries...);
-- ``report.html``.
+- ``report.html`` (only when this run wrote it).
+
+Usage::
+
+    record = load_record(run_dir)        # any supported version, migrated to SCHEMA_VERSION
 """
 from __future__ import annotations
 
@@ -18,7 +26,9 @@ import json
 from pathlib import Path
 from typing import Any, TypedDict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SUPPORTED = (1, 2)
+MAX_RECORD_BYTES = 256 * 1024 * 1024
 
 
 class MetricValue(TypedDict):
@@ -43,7 +53,7 @@ class Provenance(TypedDict):
     git_dirty: bool | None
     dataset_sha256: str  # Dataset.manifest_sha256 of the loaded dataset
     weights_sha256: dict[str, str]  # file -> sha256 of every weight file used (model, extractors)
-    outputs_sha256: str  # sha256 over outputs/index.jsonl lines sorted by id
+    outputs_sha256: str  # sha256 over (id, image sha256, report sha256) of the bytes scored, in id order (v1: log lines)
     command: list[str]  # sys.argv
     started: str  # ISO-8601 UTC
     finished: str
@@ -51,6 +61,32 @@ class Provenance(TypedDict):
     world_size: int
     python: str
     platform: str
+
+
+class Warning(TypedDict):
+    family: str | None  # the family that raised it (None: the harness)
+    metric: str | None  # the metric it concerns, when one
+    message: str
+
+
+class Conversions(TypedDict):
+    counts: dict[str, int]  # kind of change ("resize", "alpha", "mode") -> samples
+    samples: int | None  # samples with any change (None: not recorded, a migrated v1 record)
+    reference: dict | None  # {"size": [w, h] | None, "mode": str | None}: the dataset's images
+    recorded: bool  # False on migrated v1 records
+
+
+class Identity(TypedDict):
+    model_content: dict | None  # {"kind": "outputs-dir"|"weights", "sha256", "files"}: what the run id hashes
+    config_sha256: str | None  # sha256 of config.json's content (the run id's digest is its first 10 digits)
+
+
+class DatasetInfo(TypedDict):
+    name: str
+    source: str | None
+    image_size: list[int] | None  # [w, h]: the dataset's most common image size, given to models
+    image_mode: str | None
+    preprocessing: dict[str, Any]  # the dataset's recorded protocol (report sections, DICOM pipeline ...)
 
 
 class RunRecord(TypedDict):
@@ -70,6 +106,13 @@ class RunRecord(TypedDict):
     provenance: Provenance
     skipped: list[Skipped]
     options: dict[str, Any]  # model/dataset/metric options as given
+    # schema 2
+    status: str  # "complete"
+    warnings: list[Warning]  # unreliable numbers and harness notes
+    conversions: Conversions  # what the harness changed in scored outputs (per sample: samples.jsonl)
+    identity: Identity
+    dataset_info: DatasetInfo
+    per_sample: dict[str, dict[str, Any]]  # samples.jsonl score key -> {"family", "higher_is_better"}
 
 
 def write_record(record: RunRecord, path: Path) -> None:
@@ -78,18 +121,44 @@ def write_record(record: RunRecord, path: Path) -> None:
     tmp.replace(path)
 
 
+def migrate_v1(record: dict) -> dict:
+    """A v1 record in the v2 layout: the new keys with the values v1 implied (docs/runjson.md)."""
+    out = dict(record)
+    out.update(schema_version=2, migrated_from=1)
+    out.setdefault("status", "complete")  # v1 wrote run.json only at the very end of a run
+    out.setdefault("warnings", [])
+    out.setdefault("conversions", {"counts": {}, "samples": None, "reference": None, "recorded": False})
+    out.setdefault("identity", {"model_content": None, "config_sha256": None})
+    out.setdefault("dataset_info", {"name": record.get("dataset"), "source": None, "image_size": None,
+                                    "image_mode": None, "preprocessing": {}})
+    out.setdefault("per_sample", {})
+    return out
+
+
+MIGRATIONS = {1: migrate_v1}
+
+
 def load_record(path: Path) -> RunRecord:
-    """Read a run.json (a file or a run folder), migrating older schema versions."""
+    """Read a run.json (a file or a run folder), migrating older schema versions in memory."""
+    from medbench.errors import UserError
+
     path = Path(path)
     if path.is_dir():
         path = path / "run.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no run.json here (is this a finished run folder?)")
+    if path.stat().st_size > MAX_RECORD_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size} bytes is too large for a run.json (limit {MAX_RECORD_BYTES})")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: run.json must hold a JSON object")
     version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"{path}: run.json schema_version {version!r} is not supported (this medbench reads {SCHEMA_VERSION})")
+    if version not in SUPPORTED:
+        raise UserError(f"{path}: run.json schema_version {version!r} is not supported "
+                        f"(this medbench reads {', '.join(map(str, SUPPORTED))}; a newer medbench wrote it?)")
+    while record["schema_version"] != SCHEMA_VERSION:
+        record = MIGRATIONS[record["schema_version"]](record)
     return record

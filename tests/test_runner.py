@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from medbench.cli import main
+from medbench.errors import UserError
+from medbench.runrecord import SCHEMA_VERSION
 
 MEDBENCH = [sys.executable, "-m", "medbench"]
 
@@ -29,7 +31,7 @@ def test_oracle_and_random_write_records(tiny_folder, tmp_path):
         run_cli("--task", "i2t", "--model", model, "--dataset", f"folder:{tiny_folder}", "--protocol", "medim-paper",
                 "--out", str(tmp_path / model))
     oracle, rand = only_run(tmp_path / "oracle"), only_run(tmp_path / "random")
-    assert oracle["n"] == 10 and oracle["schema_version"] == 1
+    assert oracle["n"] == 10 and oracle["schema_version"] == SCHEMA_VERSION and oracle["status"] == "complete"
     b_oracle = oracle["metrics"]["nlg.medim-paper.bleu4"]
     assert b_oracle["value"] == pytest.approx(1.0)
     assert rand["metrics"]["nlg.medim-paper.bleu4"]["value"] < b_oracle["value"]
@@ -59,9 +61,10 @@ def test_outputs_dir_missing_ids_are_listed(tiny_folder, tmp_path):
     gen = tmp_path / "gen"
     gen.mkdir()
     (gen / "test000.txt").write_text("No pleural effusion.")
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(UserError) as e:
         run_cli("--task", "i2t", "--model", f"outputs:{gen}", "--dataset", f"folder:{tiny_folder}", "--out", str(tmp_path / "o"))
     assert "no output for 9 requested sample(s)" in str(e.value) and "test001" in str(e.value) and str(gen) in str(e.value)
+    assert not (tmp_path / "o").exists()  # refused before any run folder is made
 
 
 def test_outputs_dir_scores_like_the_oracle(tiny_folder, tmp_path):

@@ -29,8 +29,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from medbench.data.base import BadSample, Dataset
-from medbench.data.validate import (IMAGE_SUFFIXES, MAX_REPORT_CHARS, DatasetError, normalize_labels,
-                                    read_report)
+from medbench.data.validate import (IMAGE_SUFFIXES, MAX_LINE_BYTES, MAX_REPORT_CHARS, DatasetError, bounded_lines,
+                                    file_problem, normalize_labels, read_report)
 from medbench.records import Sample
 
 SPLITS = ("train", "val", "test")
@@ -85,7 +85,13 @@ def _scan(folder: Path) -> dict[str, tuple[list[Path], Path | None]]:
     reports: dict[str, Path] = {}
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(".") or entry.name == LABELS_FILE or not entry.is_file():
+            if entry.name.startswith(".") or entry.name == LABELS_FILE:
+                continue
+            try:
+                is_file = entry.is_file()
+            except OSError:  # a symlink loop: reported below as a bad file, never a raw OSError
+                is_file = entry.is_symlink()
+            if not is_file:
                 continue
             stem, suffix = os.path.splitext(entry.name)
             suffix = suffix.lower()
@@ -139,26 +145,28 @@ class _LabelTable:
         self.broken: set[str] = set()  # ids whose label line is malformed or duplicated
 
     def read(self, path: Path, scope: str | None) -> None:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                where = f"{path}:{number}"
-                if not raw.strip():
-                    continue
-                row, problem = _parse_label_line(raw)
-                if problem:
-                    found = _ID_IN_BROKEN_LINE.search(raw.decode("utf-8", "replace"))
-                    sample_id = found.group(1) if found else ""
-                    self.bad.append(BadSample(sample_id, where, problem))
-                    if sample_id:
-                        self.broken.add(sample_id)
-                    continue
-                sample_id = row["id"]
-                if sample_id in self.rows:
-                    first = self.rows[sample_id]["_where"]
-                    self.bad.append(BadSample(sample_id, where, f"duplicate labels line for id {sample_id!r} (first at {first})"))
+        for number, raw in bounded_lines(path):
+            where = f"{path}:{number}"
+            if raw is None:
+                self.bad.append(BadSample("", where, f"labels line longer than {MAX_LINE_BYTES} bytes"))
+                continue
+            if not raw.strip():
+                continue
+            row, problem = _parse_label_line(raw)
+            if problem:
+                found = _ID_IN_BROKEN_LINE.search(raw.decode("utf-8", "replace"))
+                sample_id = found.group(1) if found else ""
+                self.bad.append(BadSample(sample_id, where, problem))
+                if sample_id:
                     self.broken.add(sample_id)
-                    continue
-                self.rows[sample_id] = {**row, "_where": where, "_scope": scope}
+                continue
+            sample_id = row["id"]
+            if sample_id in self.rows:
+                first = self.rows[sample_id]["_where"]
+                self.bad.append(BadSample(sample_id, where, f"duplicate labels line for id {sample_id!r} (first at {first})"))
+                self.broken.add(sample_id)
+                continue
+            self.rows[sample_id] = {**row, "_where": where, "_scope": scope}
 
     def row_for(self, stem: str, split: str) -> dict | None:
         if stem in self.broken:

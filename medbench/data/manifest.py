@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
 from medbench.data.base import BadSample, Dataset
 from medbench.data.folder import DEFAULT_DOMAIN, SPLITS
-from medbench.data.validate import MAX_REPORT_CHARS, DatasetError, normalize_labels, read_report, report_problem
+from medbench.data.validate import (MAX_LINE_BYTES, MAX_REPORT_CHARS, DatasetError, bounded_lines, file_problem,
+                                    normalize_labels, read_report, report_problem)
 from medbench.records import Sample
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -81,23 +81,25 @@ def load_manifest(path: Path, *, name: str | None = None, domain: str | None = N
 
 
 def _jsonl_rows(path: Path):
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            where = f"{path}:{number}"
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield where, None, f"line is not UTF-8 (byte offset {e.start} in the line)"
-                continue
-            except json.JSONDecodeError as e:
-                yield where, None, f"malformed JSON: {e}"
-                continue
-            if not isinstance(row, dict):
-                yield where, None, f"a manifest line must be a JSON object, got {type(row).__name__}"
-                continue
-            yield where, row, None
+    for number, raw in bounded_lines(path):
+        where = f"{path}:{number}"
+        if raw is None:
+            yield where, None, f"line longer than {MAX_LINE_BYTES} bytes"
+            continue
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            yield where, None, f"line is not UTF-8 (byte offset {e.start} in the line)"
+            continue
+        except json.JSONDecodeError as e:
+            yield where, None, f"malformed JSON: {e}"
+            continue
+        if not isinstance(row, dict):
+            yield where, None, f"a manifest line must be a JSON object, got {type(row).__name__}"
+            continue
+        yield where, row, None
 
 
 def _csv_rows(path: Path):
@@ -115,6 +117,8 @@ def _csv_rows(path: Path):
                 yield where, _csv_to_row(row), None
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: the manifest is not UTF-8 (byte offset {e.start})") from e
+    except csv.Error as e:  # e.g. a cell over csv.field_size_limit(): refused, never read on without bound
+        raise DatasetError(f"{path}: malformed CSV: {e}") from e
 
 
 def _csv_to_row(cells: dict[str, str | None]) -> dict:
@@ -162,15 +166,15 @@ def _row_to_sample(row: dict, where: str, base: Path, domain, max_report_chars, 
     if not row.get("image"):
         return fail('row has no "image"')
     image = _resolve(base, row["image"])
-    if not os.path.isfile(image):
-        return fail(f"image file not found (listed at {where})", str(image))
+    if problem := file_problem(image):
+        return fail(f"image {problem} (listed at {where})", str(image))
     has_inline, has_file = row.get("report") is not None, bool(row.get("report_path"))
     if has_inline == has_file:
         return fail('give exactly one of "report" (inline text) and "report_path"')
     if has_file:
         report_file = _resolve(base, row["report_path"])
-        if not os.path.isfile(report_file):
-            return fail(f"report file not found (listed at {where})", str(report_file))
+        if problem := file_problem(report_file):
+            return fail(f"report {problem} (listed at {where})", str(report_file))
         report, problem = read_report(report_file, max_report_chars)
         if problem:
             return fail(problem, str(report_file))

@@ -174,12 +174,12 @@ def _label_number(value) -> int | None:
 
 def image_problem(path: Path, root: Path | None = None) -> str | None:
     """Why an image file is unusable, or None. Decodes it fully (PIL open + load; DICOM by `dicom.read_dicom`)."""
-    if str(path).lower().endswith(".dcm"):
-        return _dicom_problem(path)
     if problem := file_problem(path, root):
         return problem if problem != "file not found" else "image file not found"
     if (size := os.path.getsize(path)) > MAX_IMAGE_BYTES:
         return f"image file too large: {size} bytes (limit {MAX_IMAGE_BYTES})"
+    if str(path).lower().endswith(".dcm"):
+        return _dicom_problem(path)
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_IMAGE_BYTES + 1)
@@ -217,8 +217,6 @@ def image_problem(path: Path, root: Path | None = None) -> str | None:
 def _dicom_problem(path: Path) -> str | None:
     from medbench.data.dicom import DicomError, read_dicom
 
-    if not os.path.isfile(path):
-        return "image file not found"
     try:
         read_dicom(path)
     except DicomError as e:

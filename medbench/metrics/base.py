@@ -81,6 +81,32 @@ class Metric(ABC):
         """JSON-able detail for reports (per-label tables, brackets, nearest-neighbour ids...)."""
         return {}
 
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, list]:
+        """Per-sample values for samples.jsonl: {"<family>.<name>": one value per scored sample}.
+
+        Default: every 1-D numeric stats column. Families override it to export better values
+        (sentence-level scores, labels and their agreement, nearest neighbours ...). Families
+        whose stats rows are not the scored samples (`row_patients`) export nothing by default."""
+        if self.row_patients() is not None:
+            return {}
+        lengths = {len(v) for v in stats.values() if np.ndim(v) >= 1}
+        n = lengths.pop() if len(lengths) == 1 else None
+        out = {}
+        for key, value in stats.items():
+            arr = np.asarray(value)
+            if arr.ndim == 1 and (n is None or len(arr) == n) and arr.dtype.kind in "biuf":
+                out[f"{self.name}.{key}"] = arr.tolist()
+        return out
+
+    def per_sample_direction(self, key: str) -> bool | None:
+        """Whether a higher per-sample value is better (None: no direction); default from
+        `higher_is_better` when the key is also a metric name."""
+        return self.higher_is_better.get(key)
+
+    def warnings(self, stats: dict[str, np.ndarray], values: dict[str, float]) -> list[str]:
+        """Messages about values that are unreliable on these samples (run.json ``warnings``)."""
+        return []
+
     def confidence_intervals(self, stats: dict[str, np.ndarray], patient_ids: list[str], *, n_boot: int,
                              seed: int) -> dict[str, tuple[float | None, float | None]]:
         """95 % CIs: by default a patient bootstrap of the rows. Families whose rows are not the
