@@ -13,4 +13,19 @@ _os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from medbench.registry import hookimpl  # noqa: E402  (pluggy only: cheap)
 
-__all__ = ["hookimpl", "__version__"]
+API = ("evaluate", "score_reports", "score_images", "compare", "RunResult", "Scores")  # medbench/api.py, docs/api.md
+
+__all__ = ["hookimpl", "__version__", *API]
+
+
+def __getattr__(name: str):
+    """``medbench.evaluate`` etc. import medbench.api (and through it torch, PIL...) only when first used."""
+    if name == "compare":  # the submodule medbench.compare, made callable as api.compare (see its end)
+        import importlib
+
+        return importlib.import_module("medbench.compare")
+    if name in API:
+        from medbench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'medbench' has no attribute {name!r}")

@@ -379,3 +379,17 @@ def main_compare(args: argparse.Namespace, loader: Callable | None = None) -> in
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text, encoding="utf-8")
     return 1 if results and any(r.status == "fail" for r in results) else 0
+
+
+class _CallableModule(type(sys)):
+    """``medbench.compare(run_a, run_b)`` is the API call (medbench.api.compare) although
+    ``medbench.compare`` is also this module: importing a submodule sets the package attribute of its
+    name, so the module itself answers the call."""
+
+    def __call__(self, run_a, run_b, **kwargs):
+        from medbench.api import compare
+
+        return compare(run_a, run_b, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
