@@ -174,3 +174,15 @@ def meteor_from_stats(rows: np.ndarray) -> float:
     summed = rows.sum(0)
     summed[-3] = rows[~perfect, -3].sum()
     return segment_score(summed)
+
+
+def meteor_from_weighted(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """`meteor_from_stats` of every resample given as a (B, n) row-weight matrix (bootstrap fast path)."""
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, STATS_LENGTH)
+    m = rows[:, 4:4 + 4 * N_MODULES].reshape(-1, N_MODULES, 4)
+    t_total = m[:, :, 0].sum(1) + m[:, :, 2].sum(1)
+    r_total = m[:, :, 1].sum(1) + m[:, :, 3].sum(1)
+    perfect = (t_total == rows[:, 0]) & (r_total == rows[:, 1]) & (rows[:, -3] == 1)
+    summed = w @ rows
+    summed[:, -3] = w[:, ~perfect] @ rows[~perfect, -3]
+    return np.array([segment_score(s) for s in summed])

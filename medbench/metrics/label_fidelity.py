@@ -26,6 +26,8 @@ from medbench.metrics.base import Metric, MetricContext, Scored
 from medbench.metrics.image_labels import (DEFAULT_MAPPING, ImageEncoder, binarise, check_extractor, check_labeler,
                                            encoder_choice, fit_label_space, mapping_or_error, sample_labels)
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
+from medbench.stats.weighted import row_mean, wauroc, wsum
 
 FAMILY = "image.label_fidelity"
 VALUES = ("auroc_macro", "f1_macro", "f1_micro")
@@ -77,9 +79,24 @@ def fidelity_values(target: np.ndarray, prob: np.ndarray, threshold: np.ndarray)
             "f1_micro": micro}
 
 
+def weighted_fidelity_values(w: np.ndarray, target: np.ndarray, prob: np.ndarray, threshold: np.ndarray) -> dict[str, np.ndarray]:
+    """`fidelity_values`' averages for every resample of a (B, n) row-weight matrix."""
+    ok = np.isfinite(prob).all(axis=1)
+    w, t, p = w[:, ok], target[ok].astype(np.int64), prob[ok]
+    pred = (p >= threshold[ok]).astype(np.int64)
+    tp, fp, fn = wsum(w, t & pred), wsum(w, (1 - t) & pred), wsum(w, t & (1 - pred))  # (B, L)
+    auroc = np.stack([wauroc(w, t[:, j], p[:, j]) for j in range(t.shape[1])], axis=1) if t.shape[1] else np.zeros((len(w), 0))
+    f1 = f1_from_counts(tp, fp, fn)
+    empty = w.sum(1) == 0
+    micro = f1_from_counts(tp.sum(1), fp.sum(1), fn.sum(1))
+    return {"auroc_macro": row_mean(auroc, np.ones_like(auroc, dtype=bool)),
+            "f1_macro": np.where(empty, np.nan, row_mean(f1, (tp + fp + fn) > 0)),
+            "f1_micro": np.where(empty, np.nan, micro)}
+
+
 # ---- the metric -------------------------------------------------------------------------------
 
-class LabelFidelity(Metric):
+class LabelFidelity(WeightedBootstrap, Metric):
     name = FAMILY
 
     def __init__(self, heads: ImageEncoder, labeler_spec, mapping: str = DEFAULT_MAPPING, train: list | None = None,
@@ -125,6 +142,14 @@ class LabelFidelity(Metric):
         out = {}
         for suffix, key in (("", "prob"), ("_ceiling", "real_prob")):
             vals = fidelity_values(stats["target"], stats[key], stats["threshold"])
+            out.update({f"{FAMILY}.{v}{suffix}": vals[v] for v in VALUES})
+        return out
+
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """`compute` for every row of a (B, n) row-weight matrix (the bootstrap fast path)."""
+        out = {}
+        for suffix, key in (("", "prob"), ("_ceiling", "real_prob")):
+            vals = weighted_fidelity_values(w, stats["target"], stats[key], stats["threshold"])
             out.update({f"{FAMILY}.{v}{suffix}": vals[v] for v in VALUES})
         return out
 

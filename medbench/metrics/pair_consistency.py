@@ -31,6 +31,8 @@ from medbench.metrics.image_labels import (DEFAULT_MAPPING, ImageEncoder, binari
                                            encoder_choice, fit_label_space, mapping_or_error)
 from medbench.metrics.label_fidelity import f1_from_counts, macro
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
+from medbench.stats.weighted import row_mean, wsum
 
 FAMILY = "pair.consistency"
 SIDES = ("gen_report", "gen_image", "real_report", "real_image", "shuffled_report")
@@ -55,6 +57,22 @@ def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
             "kappa_macro": macro(kappa, np.ones_like(present)), "positives_a": a.sum(0), "positives_b": b.sum(0)}
 
 
+def weighted_agreement(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(f1_macro, kappa_macro) of `agreement` for every resample of a (B, n) row-weight matrix."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    n = w.sum(1)[:, None]
+    tp, fp, fn, tn = wsum(w, a & b), wsum(w, (1 - a) & b), wsum(w, a & (1 - b)), wsum(w, (1 - a) & (1 - b))
+    f1 = f1_from_counts(tp, fp, fn)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        po = (tp + tn) / n
+        pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n ** 2
+        kappa = np.where(pe < 1.0, (po - pe) / (1.0 - pe), np.nan)
+    empty = n[:, 0] == 0
+    f1_macro = np.where(empty, np.nan, row_mean(f1, (tp + fp + fn) > 0))
+    kappa_macro = row_mean(np.where(empty[:, None], np.nan, kappa), np.ones_like(kappa, dtype=bool))
+    return f1_macro, kappa_macro
+
+
 def derangement(n: int, seed: int) -> np.ndarray:
     """A seeded permutation with no fixed point (n >= 2): a random cyclic shift of a random order."""
     if n < 2:
@@ -69,7 +87,7 @@ def derangement(n: int, seed: int) -> np.ndarray:
 
 # ---- the metric -------------------------------------------------------------------------------
 
-class PairConsistency(Metric):
+class PairConsistency(WeightedBootstrap, Metric):
     name = FAMILY
 
     def __init__(self, heads: ImageEncoder, labeler_spec, mapping: str = DEFAULT_MAPPING, train: list | None = None,
@@ -154,6 +172,20 @@ class PairConsistency(Metric):
             out[f"{FAMILY}.kappa{suffix}"] = res[which]["kappa_macro"]
         span = out[f"{FAMILY}.f1_ceiling"] - out[f"{FAMILY}.f1_floor"]
         out[f"{FAMILY}.f1_relative"] = (out[f"{FAMILY}.f1"] - out[f"{FAMILY}.f1_floor"]) / span if span > 0 else float("nan")
+        return out
+
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """`compute` for every row of a (B, n) row-weight matrix (the bootstrap fast path)."""
+        ok = stats["gen_valid"].astype(bool)
+        res = {"": weighted_agreement(w[:, ok], stats["gen_report"][ok], stats["gen_image"][ok]),
+               "_ceiling": weighted_agreement(w, stats["real_report"], stats["real_image"]),
+               "_floor": weighted_agreement(w, stats["shuffled_report"], stats["real_image"])}
+        out = {}
+        for suffix, r in res.items():
+            out[f"{FAMILY}.f1{suffix}"], out[f"{FAMILY}.kappa{suffix}"] = r
+        span = out[f"{FAMILY}.f1_ceiling"] - out[f"{FAMILY}.f1_floor"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{FAMILY}.f1_relative"] = np.where(span > 0, (out[f"{FAMILY}.f1"] - out[f"{FAMILY}.f1_floor"]) / np.where(span > 0, span, 1), np.nan)
         return out
 
     def extras(self) -> dict[str, Any]:
