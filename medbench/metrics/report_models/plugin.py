@@ -31,8 +31,6 @@ def medbench_metrics():
                    description="BERTScore, distilbert-base-uncased layer 5 (RadEval's), raw and baseline-rescaled"),
         MetricSpec("nlg.ratescore", _lazy("ratescore", "ratescore_factory"), **TEXT,
                    description="RaTEScore (radeval's RaTEScore: DeBERTa NER + BioLORD embeddings, local weights)"),
-        MetricSpec("nlg.radcliq_v1", _lazy("radcliq", "radcliq_factory"), **TEXT,
-                   description="RadCliQ-v1 composite (lower is better); 1/RadCliQ as RadEval reports it under its own name"),
         MetricSpec("nlg.green", _lazy("green", "green_factory"), **TEXT,
                    description="GREEN (7B judge LLM, local weights): CUDA only, skipped on the CPU"),
     ]

@@ -1,0 +1,69 @@
+"""GREEN: a 7B judge LLM counts clinically significant errors and matched findings per report pair.
+
+Runs radeval's `GREEN` (the GREEN package's code) on the user's local GREEN-RadLlama2-7b folder, in
+fp16 on one CUDA GPU; on the CPU the family is skipped with that reason (7B at ~14 GB is not a CPU
+evaluator). Per report: matched / (matched + significant errors), 0 when nothing matched; a
+judge answer GREEN cannot parse gives no score (NaN here, counted in extras, excluded from the mean)::
+
+    nlg.green        mean GREEN score, higher is better
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from medbench.metrics.base import Metric, MetricUnavailable, Scored
+from medbench.metrics.report_models._radeval import device_of, radeval_import
+from medbench.metrics.report_models.weights_specs import GREEN
+from medbench.weights import Located, WeightsError, locate
+
+
+class GreenScore(Metric):
+    name = "nlg.green"
+    higher_is_better = {"nlg.green": True}
+    variant = "GREEN (radeval 2.2.1 GREEN, GREEN-RadLlama2-7b local weights, fp16, greedy); unparsed answers excluded"
+    max_bootstrap = None
+
+    def __init__(self, located: Located, output_dir):
+        self.located, self.output_dir = located, output_dir
+        self.weights_sha256 = located.provenance()
+        self._scorer = None
+        self._scores: list[float] = []
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            green = radeval_import("radeval.metrics.green_score.green")
+            self._scorer = green.GREEN(model_name=str(self.located.folder / "GREEN-radllama2-7b"),
+                                       output_dir=str(self.output_dir), num_gpus=1)
+        return self._scorer
+
+    def update(self, batch: list[Scored]) -> None:
+        refs = [item.sample.report or "" for item in batch]
+        hyps = [item.output.report or "" for item in batch]
+        _, _, scores, _ = self.scorer(refs, hyps)
+        self._scores.extend(np.nan if s is None else float(s) for s in scores)
+
+    def stats(self) -> dict[str, np.ndarray]:
+        return {"green": np.asarray(self._scores, dtype=np.float64)}
+
+    def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
+        v = stats["green"][np.isfinite(stats["green"])]
+        return {"nlg.green": float(v.mean()) if len(v) else float("nan")}
+
+    def per_sample(self, stats):
+        return {"nlg.green": stats["green"]}
+
+    def extras(self):
+        v = np.asarray(self._scores)
+        return {"unparsed": int((~np.isfinite(v)).sum()), "n": len(v)}
+
+
+def green_factory(ctx) -> GreenScore:
+    try:
+        located = locate(GREEN, ctx.options.get("weights_root"))
+    except WeightsError as e:
+        raise MetricUnavailable(str(e)) from None
+    if device_of(ctx) == "cpu":
+        raise MetricUnavailable("nlg.green: GREEN runs a 7B judge LLM in fp16 and needs a CUDA GPU "
+                                "(run with --device cuda); skipped on the CPU")
+    return GreenScore(located, ctx.run_dir or ctx.cache_dir)

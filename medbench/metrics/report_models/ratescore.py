@@ -1,0 +1,86 @@
+"""RaTEScore: entity-aware report similarity (Zhao et al. 2024) through radeval's RaTEScore.
+
+radeval's `RaTEScore` takes both models as constructor arguments, so the local folders
+``<weights>/ratescore/RaTE-NER-Deberta`` (DeBERTa-v3 token classifier) and
+``<weights>/ratescore/BioLORD-2023-C`` (entity embeddings) are passed directly (each checked for
+missing/unexpected keys first). Default affinity matrix ("long"), per-report F-score of the
+entity-level precision and recall, 0.5 when either report has no entity (the package's rule)::
+
+    nlg.ratescore    mean per-report RaTEScore, higher is better
+
+radeval's RaTEScore imports medspacy -> spacy -> thinc at import time; where that stack does not
+import (see docs/report-metrics.md), the family is skipped with the import error.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from medbench.metrics.base import Metric, MetricUnavailable, Scored
+from medbench.metrics.report_models._radeval import device_of, radeval_import, strict_from_pretrained
+from medbench.metrics.report_models.weights_specs import RATESCORE
+from medbench.weights import Located, WeightsError, locate
+
+
+def import_ratescore():
+    try:
+        return radeval_import("radeval.metrics.RaTEScore.scorer")
+    except MetricUnavailable:
+        raise
+    except Exception as e:  # thinc/spacy binary mismatches raise ValueError at import
+        raise MetricUnavailable(f"nlg.ratescore: radeval's RaTEScore cannot be imported here "
+                                f"({type(e).__name__}: {str(e).splitlines()[0]}); it needs medspacy/spacy/thinc built "
+                                "for the installed numpy (see docs/report-metrics.md)") from None
+
+
+def load_ratescore(folder, device: str = "cpu", batch_size: int = 16):
+    from transformers import AutoModel, AutoModelForTokenClassification
+
+    scorer_mod = import_ratescore()
+    ner, emb = folder / "RaTE-NER-Deberta", folder / "BioLORD-2023-C"
+    strict_from_pretrained(AutoModelForTokenClassification, ner)
+    strict_from_pretrained(AutoModel, emb, not_stored=("pooler.",))
+    return scorer_mod.RaTEScore(bert_model=str(ner), eval_model=str(emb), batch_size=batch_size,
+                                use_gpu=device.startswith("cuda"))
+
+
+class RaTEScoreMetric(Metric):
+    name = "nlg.ratescore"
+    higher_is_better = {"nlg.ratescore": True}
+    variant = "RaTEScore (radeval 2.2.1), RaTE-NER-Deberta + BioLORD-2023-C local weights, affinity matrix 'long'"
+
+    def __init__(self, located: Located, device: str = "cpu"):
+        self.located, self.device = located, device
+        self.weights_sha256 = located.provenance()
+        self._scorer = None
+        self._scores: list[float] = []
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            self._scorer = load_ratescore(self.located.folder, self.device)
+        return self._scorer
+
+    def update(self, batch: list[Scored]) -> None:
+        refs = [item.sample.report or "" for item in batch]
+        hyps = [item.output.report or "" for item in batch]
+        scores, _, _ = self.scorer.compute_score(candidate_list=hyps, reference_list=refs)
+        self._scores.extend(float(s) for s in scores)
+
+    def stats(self):
+        return {"ratescore": np.asarray(self._scores, dtype=np.float64)}
+
+    def compute(self, stats):
+        v = stats["ratescore"]
+        return {"nlg.ratescore": float(v.mean()) if len(v) else 0.0}
+
+    def per_sample(self, stats):
+        return {"nlg.ratescore": stats["ratescore"]}
+
+
+def ratescore_factory(ctx) -> RaTEScoreMetric:
+    try:
+        located = locate(RATESCORE, ctx.options.get("weights_root"))
+    except WeightsError as e:
+        raise MetricUnavailable(str(e)) from None
+    import_ratescore()
+    return RaTEScoreMetric(located, device_of(ctx))

@@ -1,0 +1,69 @@
+"""BERTScore: medbench's family vs radeval's vendored bert-score on a tiny DistilBERT in the real layout."""
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_report_models import build_bertscore_distilbert, metric_context, report_pairs, run_family  # noqa: E402
+
+from medbench.metrics.base import MetricUnavailable  # noqa: E402
+from medbench.metrics.report_models import bertscore  # noqa: E402
+from medbench.metrics.report_models._radeval import radeval_import  # noqa: E402
+
+TAG = "distilbert-base-uncased-L5"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return build_bertscore_distilbert(tmp_path_factory.mktemp("weights"))
+
+
+def test_parity_with_radeval(weights, tmp_path):
+    refs, hyps = report_pairs(26)
+    folder = weights / "bertscore-distilbert-base-uncased"
+    metric = bertscore.bertscore_factory(metric_context(weights, tmp_path))
+    stats = run_family(metric, refs, hyps, batch=4)
+    ours = metric.compute(stats)
+    # radeval's own wrapper (raw F1) and its scorer with the package's rescaling (baseline of distilbert L5)
+    wrapper = radeval_import("radeval.metrics.bertscore.bertscore")
+    mean_raw, raw = wrapper.BertScore(model_type=str(folder), num_layers=5, rescale_with_baseline=False, batch_size=64)(refs, hyps)
+    vendor = radeval_import("radeval.metrics.bertscore._vendor")
+    baseline = Path(vendor.__file__).parent / "rescale_baseline" / "en" / "distilbert-base-uncased.tsv"
+    rescaled = vendor.BERTScorer(model_type=str(folder), num_layers=5, lang="en", rescale_with_baseline=True,
+                                 baseline_path=str(baseline), use_fast_tokenizer=False).score(cands=hyps, refs=refs)
+    assert np.std(raw) > 1e-3, "tiny model scores do not vary: the parity would be vacuous"
+    np.testing.assert_allclose(stats["f1"], raw, atol=1e-6)
+    np.testing.assert_allclose(stats["f1_rescaled"], rescaled[2].numpy(), atol=1e-6)
+    assert ours[f"nlg.bertscore.f1@{TAG}"] == pytest.approx(mean_raw, abs=1e-6)
+    assert ours[f"nlg.bertscore.f1_rescaled@{TAG}"] == pytest.approx(float(rescaled[2].mean()), abs=1e-6)
+    raw_p = vendor.BERTScorer(model_type=str(folder), num_layers=5, use_fast_tokenizer=False).score(cands=hyps, refs=refs)
+    np.testing.assert_allclose(stats["precision"], raw_p[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(stats["recall"], raw_p[1].numpy(), atol=1e-6)
+    assert set(metric.per_sample(stats)) == set(ours)
+
+
+def test_missing_layer_is_a_half_loaded_model(weights, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from medbench.weights import pin
+
+    root = tmp_path / "w"
+    shutil.copytree(weights, root)
+    path = root / "bertscore-distilbert-base-uncased" / "model.safetensors"
+    state = load_file(str(path))
+    save_file({k: v for k, v in state.items() if ".layer.4." not in k}, str(path), metadata={"format": "pt"})
+    pin(bertscore.BERTSCORE_DISTILBERT, root)
+    metric = bertscore.bertscore_factory(metric_context(root, tmp_path))
+    with pytest.raises(MetricUnavailable, match=r"missing \[.*layer\.4.*half-loaded"):
+        run_family(metric, *report_pairs(3))
+
+
+def test_missing_file_names_it(weights, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(weights, root)
+    (root / "bertscore-distilbert-base-uncased" / "model.safetensors").unlink()
+    with pytest.raises(MetricUnavailable, match=r"model\.safetensors: missing weight file for bertscore-distilbert"):
+        bertscore.bertscore_factory(metric_context(root, tmp_path))
