@@ -232,3 +232,63 @@ def test_fast_path_costs_little_next_to_direct(ctx):
     bootstrap_ci_weighted(m.weighted_compute, stats, patients, n_boot=1000, seed=0)
     fast = time.perf_counter() - t0
     assert fast < direct / 5, (fast, direct)
+
+
+# ---- image fidelity (set-level) -------------------------------------------------------------------
+
+def fidelity_metric():
+    from medbench.features import get_extractor
+    from medbench.metrics.fidelity import ImageFidelity
+
+    return ImageFidelity(get_extractor("phantom-encoder", None), seed=0)
+
+
+def fidelity_stats(rng, n: int, d: int) -> dict[str, np.ndarray]:
+    ref = rng.normal(size=(n, d)).astype(np.float32)
+    gen = (0.8 * ref + 0.6 * rng.normal(size=(n, d)) + 0.2).astype(np.float32)
+    gen[3] = np.nan  # a missing generated image
+    return {"gen_features": gen, "ref_features": ref}
+
+
+@pytest.mark.parametrize("n,d", [(160, 12), (60, 90)])  # more rows than dims (Cholesky side), fewer (sample side)
+def test_fidelity_fast_path_equals_direct(n, d):
+    from medbench.metrics.fidelity import fid, split_half
+
+    rng = np.random.default_rng(n)
+    m = fidelity_metric()
+    stats, patients = fidelity_stats(rng, n, d), patients_of(n, seed=1)
+    t = m.tag
+    direct = bootstrap_draws(m.compute, stats, patients, n_boot=40, seed=2)
+    fast = weighted_draws(m.weighted_compute, stats, patients, n_boot=40, seed=2, block=13)
+    for name in ("fid", "kid", "precision", "recall", "density", "coverage"):
+        key = f"image.{name}@{t}"
+        np.testing.assert_allclose(fast[key], direct[key], rtol=0, atol=1e-6 if name != "fid" else 1e-6 * max(1, d / 10),
+                                   err_msg=key)
+    assert np.isnan(fast[f"image.kid_std@{t}"]).all()
+    # the floor: the same fixed halves of the (kept) reference rows, patients resampled
+    keep = np.isfinite(stats["gen_features"]).all(1)
+    ref = stats["ref_features"][keep].astype(np.float64)
+    pos = np.cumsum(keep) - 1  # kept-row position of every row
+    a, b = split_half(len(ref), 0)
+    for r, idx in enumerate(resample_indices(patients, 40, seed=2)):
+        kept = pos[idx[keep[idx]]]
+        want = fid(ref[kept[np.isin(kept, a)]], ref[kept[np.isin(kept, b)]])
+        assert fast[f"image.fid_floor@{t}"][r] == pytest.approx(want, abs=1e-6 * max(1, d / 10))
+    # the CIs the run records come from the fast path
+    ci = m.confidence_intervals(stats, patients, n_boot=40, seed=2)
+    lo, hi = bootstrap_ci(m.compute, stats, patients, n_boot=40, seed=2)[f"image.fid@{t}"]
+    assert ci[f"image.fid@{t}"] == pytest.approx((lo, hi), abs=1e-6 * max(1, d / 10))
+
+
+def test_fidelity_paired_fast_path_equals_direct():
+    rng = np.random.default_rng(7)
+    m = fidelity_metric()
+    a, patients = fidelity_stats(rng, 120, 10), patients_of(120, seed=3)
+    b = {"gen_features": (a["ref_features"] + 0.9 * rng.normal(size=a["ref_features"].shape)).astype(np.float32),
+         "ref_features": a["ref_features"]}
+    kw = dict(n_perm=30, n_boot=30, seed=1)
+    direct = paired_compare(m.compute, a, b, patients, **kw)
+    fast = paired_compare(m.compute, a, b, patients, weighted_compute=m.weighted_compute, **kw)
+    for name in (f"image.{s}@{m.tag}" for s in ("fid", "kid", "precision", "recall", "density", "coverage")):
+        assert fast[name].p_value == direct[name].p_value, name
+        assert (fast[name].ci_low, fast[name].ci_high) == pytest.approx((direct[name].ci_low, direct[name].ci_high), abs=1e-6), name

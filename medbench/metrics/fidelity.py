@@ -24,6 +24,7 @@ import numpy as np
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
 
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # torch-fidelity's defaults
 PRC_K, PRDC_K = 3, 5
@@ -95,10 +96,8 @@ def split_half(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- the metric -------------------------------------------------------------------------------
 
-class ImageFidelity(Metric):
+class ImageFidelity(WeightedBootstrap, Metric):
     name = "image.fidelity"
-
-    max_bootstrap = 200  # each resample runs two eigen-decompositions and k-NN searches
 
     def __init__(self, extractor, seed: int = 0, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
                  prc_k: int = PRC_K, prdc_k: int = PRDC_K, batch_size: int = 64):
@@ -116,6 +115,7 @@ class ImageFidelity(Metric):
             self._rows["gen_logits"] = []
         self._cache = None
         self._missing = {"generated": 0, "reference": 0}
+        self._fast: tuple | None = None  # (gen, ref, WeightedFidelity) of the stats last resampled
 
     @property
     def variant(self) -> str:
@@ -210,11 +210,37 @@ class ImageFidelity(Metric):
                        f"so the std says nothing about uncertainty")
         return out
 
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """Every resample of a (B, n) row-weight matrix at once (medbench.metrics.fidelity_weighted).
+        Same values as `compute` on the drawn rows, except: KID is the all-pairs estimate of the drawn
+        set (torch-fidelity's value whenever N <= kid_subset_size), kid_std and IS are not resampled
+        (NaN), and fid_floor resamples the fixed halves of the reference rows."""
+        from threadpoolctl import threadpool_limits
+
+        from medbench.metrics.fidelity_weighted import WeightedFidelity
+
+        gen_all, ref_all = stats["gen_features"], stats["ref_features"]
+        keep = np.isfinite(gen_all).all(1) & np.isfinite(ref_all).all(1)
+        if self._fast is None or self._fast[0] is not gen_all or self._fast[1] is not ref_all:
+            gen, ref = gen_all[keep].astype(np.float64), ref_all[keep].astype(np.float64)
+            halves = split_half(len(ref), self.seed) if len(ref) >= 4 else None
+            with threadpool_limits(1, user_api="blas"):
+                self._fast = (gen_all, ref_all, WeightedFidelity(gen, ref, self.prc_k, self.prdc_k, halves))
+        with threadpool_limits(1, user_api="blas"):
+            values = self._fast[2](w[:, keep])
+        t = self.tag
+        out = {f"image.{k}@{t}": v for k, v in values.items()}
+        if self.has_logits:
+            out[f"image.is@{t}"] = out[f"image.is_std@{t}"] = np.full(len(w), np.nan)
+        return out
+
     def extras(self) -> dict[str, Any]:
         return {"extractor": self.extractor.card(), "missing_images": dict(self._missing),
                 "notes": "FID is biased upward roughly in 1/N and needs N > feature dim for a full-rank covariance: "
                          "compare systems only at identical N, extractor and preprocessing; fid_floor is the real-vs-real "
-                         "bracket at N/2. Bootstrap resamples duplicate rows, which shrinks k-NN radii (PRC/PRDC CIs are approximate)."}
+                         "bracket at N/2. Bootstrap resamples duplicate rows, which shrinks k-NN radii (PRC/PRDC CIs are approximate). "
+                         "CIs: 1,000 patient resamples by the weighted fast path (KID CI from the all-pairs estimate; no CI for "
+                         "kid_std and IS)."}
 
 
 def make_extractor(name: str, weights: str | None):
