@@ -48,6 +48,10 @@ class ModelSpec:
     description: str = ""
     options: tuple[Option, ...] = ()  # declared options (medbench.options), checked once by the harness
     uses_model_path: bool | None = None  # False: --model-path is refused (None: the model decides)
+    options_for: Callable[[str | None], tuple[Option, ...]] | None = None  # options that depend on NAME:ARG
+
+    def declared_options(self, arg: str | None = None) -> tuple[Option, ...]:
+        return self.options_for(arg) if self.options_for is not None else self.options
 
 
 @dataclass(frozen=True)
