@@ -136,3 +136,22 @@ def pin_all(root: Path) -> None:
     for spec in ALL:
         if (Path(root) / spec.name).is_dir():
             pin(spec, root)
+
+
+def blob_images(n: int, seed: int, bright: int, size: int = 64, mode: str = "L") -> list:
+    """Gray images with a few bright discs (two sets differ in brightness); mode 'RGB' replicates channels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for _ in range(n):
+        img = rng.normal(60, 10, (size, size))
+        for _ in range(rng.integers(1, 4)):
+            cy, cx = rng.integers(size // 6, size - size // 6, 2)
+            r = int(rng.integers(size // 16, size // 6))
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] += bright
+        im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        out.append(im.convert(mode))
+    return out
