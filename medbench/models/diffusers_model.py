@@ -19,7 +19,7 @@ from typing import Any
 
 from medbench.models.base import ModelContext
 from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
-                                       folder_sha256, model_folder, rank_device, read_json, refuse_remote_code,
+                                       folder_sha256, given, model_folder, rank_device, read_json, refuse_remote_code,
                                        torch_dtype, weight_files)
 from medbench.options import Option, resolve
 from medbench.records import Output, Request
@@ -45,7 +45,7 @@ class DiffusersModel:
     """A local text-to-image DiffusionPipeline answering report->image requests."""
 
     def __init__(self, ctx: ModelContext):
-        self.opts = resolve(OPTIONS, ctx.options, owner="model 'diffusers'", flag="--model-opt")
+        self.opts = resolve(OPTIONS, given(ctx.options), owner="model 'diffusers'", flag="--model-opt")
         self.folder = model_folder(ctx.arg, "diffusers", marker="model_index.json")
         self.name = f"diffusers:{self.folder.name}"
         self.index = read_json(self.folder / "model_index.json")

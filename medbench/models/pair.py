@@ -97,9 +97,10 @@ class PairModel:
                             f"(it answers {', '.join(spec.kinds)})")
         given = dict(given)
         model_path = given.pop("model_path", None)
-        if spec.options:
-            given = resolve(spec.options, given, owner=f"model {name!r} (the {role} half of the pair)",
+        if spec.options:  # typed and checked here; the half's factory gets only what was set
+            typed = resolve(spec.options, given, owner=f"model {name!r} (the {role} half of the pair)",
                             flag=f"--model-opt {role}.")
+            given = {k: typed[k] for k in given}
         half = dataclasses.replace(ctx, arg=arg or None, options=given,
                                    model_path=Path(model_path).expanduser() if model_path else None)
         return spec.factory(half)

@@ -123,6 +123,11 @@ def config_sha256(hashes: dict[str, str], folder: Path) -> str:
     return h.hexdigest()
 
 
+def given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user set (None means "not set": the declared default applies)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def torch_dtype(name: str):
     """'auto' (the checkpoint's own dtype) or a torch dtype."""
     import torch

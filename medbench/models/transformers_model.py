@@ -18,7 +18,7 @@ from typing import Any
 
 from medbench.models.base import ModelContext
 from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
-                                       folder_sha256, model_folder, rank_device, read_json, refuse_remote_code,
+                                       folder_sha256, given, model_folder, rank_device, read_json, refuse_remote_code,
                                        torch_dtype, weight_files)
 from medbench.options import Option, resolve
 from medbench.records import Output, Request
@@ -57,7 +57,7 @@ class TransformersModel:
     """A local AutoModelForImageTextToText folder answering image->report requests."""
 
     def __init__(self, ctx: ModelContext):
-        self.opts = resolve(OPTIONS, ctx.options, owner="model 'transformers'", flag="--model-opt")
+        self.opts = resolve(OPTIONS, given(ctx.options), owner="model 'transformers'", flag="--model-opt")
         self.folder = model_folder(ctx.arg, "transformers", marker="config.json")
         self.name = f"transformers:{self.folder.name}"
         weight_files(self.folder, "model")
