@@ -6,7 +6,8 @@ Data: `medbench.data.phantom.generate.ensure_phantom(domain, size, n_train, seed
 DOMAIN=FOLDER for an existing folder in the same layout: <split>/<id>.png + labels.jsonl).
 Targets: label 1 -> positive, 0 or blank -> negative, -1 (uncertain) -> masked out of the loss.
 One head per domain; the loss is the mean BCE over the domains present in a batch. The JSON
-card beside the weights records the command, seed, data parameters and validation AUROC per label.
+card beside the weights records the command, seed, data parameters (incl. the generator's source
+digest in the phantom folder name) and validation and test AUROC per label (test: reported only).
 """
 from __future__ import annotations
 
@@ -186,13 +187,15 @@ def main(argv: list[str] | None = None) -> None:
 
         roots = {d: ensure_phantom(d, size=cfg.image_size, n_train=cfg.n_train, seed=0) for d in DOMAINS}
     t0 = time.time()
-    train, val = {}, {}
+    train, val, test = {}, {}, {}
     for d, root in roots.items():
         train[d] = load_domain(read_split(Path(root), "train"), cfg.image_size)
         val[d] = load_domain(read_split(Path(root), "val"), cfg.image_size, labels=train[d].labels)
+        test[d] = load_domain(read_split(Path(root), "test"), cfg.image_size, labels=train[d].labels)
         print(f"{d}: {len(train[d].x)} train / {len(val[d].x)} val images, labels {train[d].labels}", file=sys.stderr)
     net = train_encoder(train, cfg)
     aurocs = {d: auroc_per_label(net, val[d], d) for d in train}
+    test_aurocs = {d: auroc_per_label(net, test[d], d) for d in train}  # reported, never used for selection
     card = {
         "name": "phantom-encoder",
         "description": "Small CNN trained on synthetic phantom data only (not clinical data): 256-d features for "
@@ -205,11 +208,12 @@ def main(argv: list[str] | None = None) -> None:
                  for d, r in roots.items()},
         "n_parameters": sum(p.numel() for p in net.parameters()),
         "val_auroc": aurocs,
+        "test_auroc": test_aurocs,
         "train_seconds": round(time.time() - t0, 1),
         "torch_version": torch.__version__,
     }
     digest = save_weights(net, args.out, card)
-    print(json.dumps({"out": str(args.out), "sha256": digest, "val_auroc": aurocs}, indent=1))
+    print(json.dumps({"out": str(args.out), "sha256": digest, "val_auroc": aurocs, "test_auroc": test_aurocs}, indent=1))
 
 
 if __name__ == "__main__":
