@@ -45,7 +45,7 @@ OPTIONS = (
     Option("max_new_tokens", int, 256, "most tokens generated per report", low=1, high=32768),
     Option("do_sample", bool, False, "sample (with the request's seed) instead of greedy/beam decoding"),
     Option("temperature", float, 1.0, "sampling temperature (do_sample=1 only)", check=_positive),
-    Option("top_p", float, 1.0, "nucleus sampling mass (do_sample=1 only)", high=1, check=_positive),
+    Option("top_p", float, 1.0, "nucleus sampling mass (do_sample=1 only)", low=0, high=1, check=_positive),
     Option("num_beams", int, 1, "beam search width", low=1, high=64),
     Option("batch", bool, True, "batch greedy requests (sampling always runs request by request)"),
     Option("dtype", str, "auto", "weights dtype: auto is the checkpoint's own", choices=DTYPES),
