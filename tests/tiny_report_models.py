@@ -9,7 +9,9 @@ because they are not the published bytes::
 """
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -114,3 +116,69 @@ def run_family(metric, refs, hyps, batch: int = 5) -> dict:
     for i in range(0, len(pairs), batch):
         metric.update(pairs[i:i + batch])
     return metric.stats()
+
+
+RADGRAPH_ENTITIES = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
+RADGRAPH_RELATIONS = ("modify", "located_at", "suggestive_of")
+
+
+def radgraph_config(hub_id: str, hidden_dims: int = 16, feature_size: int = 8) -> dict:
+    """A DyGIE++ config.json in the layout of the published RadGraph archives (dygiepp's template), shrunk."""
+    bert = {"type": "pretrained_transformer_mismatched", "model_name": hub_id, "max_length": 512}
+    return {
+        "dataset_reader": {"type": "dygie", "max_span_width": 8, "token_indexers": {"bert": bert}},
+        "model": {"type": "dygie", "embedder": {"token_embedders": {"bert": dict(bert)}},
+                  "feature_size": feature_size, "max_span_width": 8, "target_task": "relation",
+                  "feedforward_params": {"num_layers": 2, "hidden_dims": hidden_dims, "dropout": 0.0},
+                  "initializer": {"regexes": [["_span_width_embedding.weight", {"type": "xavier_normal"}]]},
+                  "module_initializer": {"regexes": [[".*weight", {"type": "xavier_normal"}]]},
+                  "loss_weights": {"ner": 1.0, "relation": 1.0, "coref": 0.0, "events": 0.0},
+                  "modules": {"coref": {"spans_per_word": 0.3, "max_antecedents": 100, "coref_prop": 0}, "ner": {},
+                              "relation": {"spans_per_word": 0.5},
+                              "events": {"trigger_spans_per_word": 0.3, "argument_spans_per_word": 0.8,
+                                         "loss_weights": {"trigger": 1.0, "arguments": 0.5}}}},
+    }
+
+
+def build_radgraph(root: Path, model_type: str = "radgraph-xl", seed: int = 0, hidden: int = 32) -> Path:
+    """<model_type>.tar.gz (config.json, vocabulary/, weights.th: a DyGIE++ model built by radeval's own
+    vendored classes, as RadGraph builds it) + embedder/ (the BERT folder its config names)."""
+    import tarfile
+
+    from transformers import BertConfig, BertModel
+
+    from medbench.metrics.report_models._radeval import radeval_import
+
+    folder = Path(root) / model_type
+    emb_dir = folder / "embedder"
+    n_vocab = _wordpiece_vocab(emb_dir)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=n_vocab, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=2 * hidden, initializer_range=0.3)).save_pretrained(emb_dir, safe_serialization=True)
+    (emb_dir / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 512,
+                                                               "tokenizer_class": "BertTokenizer"}))
+    data = radeval_import("radeval.metrics.radgraph._vendor.allennlp.data")
+    emb = radeval_import("radeval.metrics.radgraph._vendor.allennlp.modules.token_embedders")
+    tfe = radeval_import("radeval.metrics.radgraph._vendor.allennlp.modules.text_field_embedders")
+    dygie = radeval_import("radeval.metrics.radgraph._vendor.dygie.models.dygie")
+    vocab = data.Vocabulary()
+    vocab.add_tokens_to_namespace(["", *RADGRAPH_ENTITIES], f"{model_type}__ner_labels")
+    vocab.add_tokens_to_namespace(list(RADGRAPH_RELATIONS), f"{model_type}__relation_labels")
+    config = radgraph_config("medbench-tiny/embedder")
+    embedder = tfe.BasicTextFieldEmbedder({"bert": emb.PretrainedTransformerMismatchedEmbedder(model_name=str(emb_dir), max_length=512)})
+    kwargs = {k: copy.deepcopy(v) for k, v in config["model"].items()  # DyGIE pops its module params in place
+              if k not in ("type", "embedder", "initializer", "module_initializer")}
+    model = dygie.DyGIE(vocab=vocab, embedder=embedder, **kwargs)
+    for name, p in model.named_parameters():  # large random scorer weights: entities and relations that vary
+        if "_embedder" not in name:
+            torch.nn.init.normal_(p, std=0.5)
+    staging = folder / "staging"
+    vocab.save_to_files(str(staging / "vocabulary"))
+    torch.save(model.state_dict(), staging / "weights.th")
+    (staging / "config.json").write_text(json.dumps(config, indent=1))
+    with tarfile.open(folder / f"{model_type}.tar.gz", "w:gz") as tar:
+        for path in sorted(staging.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(staging)), recursive=False)
+    shutil.rmtree(staging)
+    _pin(root, model_type)
+    return Path(root)

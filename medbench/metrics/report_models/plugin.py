@@ -29,6 +29,8 @@ def medbench_metrics():
                                "micro/macro/weighted/example F1; named apart from the rule-based clinical.ce_f1"),
         MetricSpec("nlg.bertscore", _lazy("bertscore", "bertscore_factory"), **TEXT,
                    description="BERTScore, distilbert-base-uncased layer 5 (RadEval's), raw and baseline-rescaled"),
+        MetricSpec("nlg.radgraph", _lazy("radgraph", "radgraph_factory"), **TEXT,
+                   description="F1-RadGraph with RadGraph-XL (radeval's vendored radgraph): simple, partial, complete rewards"),
         MetricSpec("nlg.ratescore", _lazy("ratescore", "ratescore_factory"), **TEXT,
                    description="RaTEScore (radeval's RaTEScore: DeBERTa NER + BioLORD embeddings, local weights)"),
         MetricSpec("nlg.green", _lazy("green", "green_factory"), **TEXT,

@@ -38,6 +38,24 @@ BERTSCORE_DISTILBERT = WeightsSpec(
                 "radeval's vendored bert-score",
     used_by=("nlg.bertscore",))
 
+EMBEDDER = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json")
+
+
+def _radgraph(model_type: str, used_by: tuple[str, ...], what: str) -> WeightsSpec:
+    return WeightsSpec(
+        name=model_type,
+        files=(WeightFile(f"{model_type}.tar.gz"),) + _files("embedder", EMBEDDER),
+        licence="MIT (StanfordAIMI/RRG_scorers card); the embedder's own licence (see its model card)",
+        source=f"https://huggingface.co/StanfordAIMI/RRG_scorers ({model_type}.tar.gz, as published); embedder/ = "
+               "the Hugging Face model the archive's config.json names (model.embedder.token_embedders.bert.model_name)",
+        description=f"{what}: DyGIE++ archive read by radeval's vendored radgraph 0.1.18 (weights.th, "
+                    "weights_only=True, strict keys), extracted into medbench's cache with the embedder pointed at embedder/",
+        used_by=used_by)
+
+
+RADGRAPH_XL = _radgraph("radgraph-xl", ("nlg.radgraph",), "RadGraph-XL (Delbrouck et al. 2024), the F1-RadGraph model")
+RADGRAPH = _radgraph("radgraph", ("nlg.radcliq_v1",), "RadGraph (Jain et al. 2021), the model RadCliQ-v1 was fit with")
+
 RATESCORE = WeightsSpec(
     name="ratescore",
     files=_files("RaTE-NER-Deberta", HF_MODEL + ("tokenizer.json", "tokenizer_config.json"))
@@ -57,4 +75,4 @@ GREEN = WeightsSpec(
     description="GREEN (Ostmeier et al. 2024) judge LLM, 7B, fp16 on one CUDA GPU (~14 GB)",
     used_by=("nlg.green",))
 
-ALL = (CHEXBERT, BERTSCORE_DISTILBERT, RATESCORE, GREEN)
+ALL = (CHEXBERT, BERTSCORE_DISTILBERT, RADGRAPH_XL, RATESCORE, GREEN)
