@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     from medbench.progress import set_quiet
 
-    if getattr(args, "quiet", False):
+    quiet = bool(getattr(args, "quiet", False))
+    if quiet:
         set_quiet(True)
     try:
         return args.func(args)
@@ -295,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - the one place errors become exit codes
         return report_error(e, debug)
+    finally:
+        if quiet:  # main() called again in the same process (tests, notebooks) starts from the default
+            set_quiet(False)
 
 
 def report_error(exc: BaseException, debug: bool = False) -> int:

@@ -17,14 +17,29 @@ from typing import Any, Iterable
 QUIET_ENV = "MEDBENCH_QUIET"
 
 
+_ORIGINAL_INIT = None
+
+
 def set_quiet(quiet: bool) -> None:
-    """Silence (or allow) every progress bar of this process and the processes it starts."""
+    """Silence (or allow) every progress bar of this process and the processes it starts: tqdm reads
+    TQDM_DISABLE when it is imported (worker processes), and the class already imported here is
+    given ``disable=True`` as its default."""
+    global _ORIGINAL_INIT
+    from functools import partialmethod
+
+    from tqdm import tqdm
+
     if quiet:
         os.environ[QUIET_ENV] = "1"
         os.environ["TQDM_DISABLE"] = "1"
+        if _ORIGINAL_INIT is None:
+            _ORIGINAL_INIT = tqdm.__init__
+            tqdm.__init__ = partialmethod(_ORIGINAL_INIT, disable=True)
     else:
         os.environ.pop(QUIET_ENV, None)
         os.environ.pop("TQDM_DISABLE", None)
+        if _ORIGINAL_INIT is not None:
+            tqdm.__init__, _ORIGINAL_INIT = _ORIGINAL_INIT, None
 
 
 def quiet() -> bool:

@@ -22,7 +22,8 @@ def check_extractor_name(name: str) -> None:
         return
     known = registry().names("extractors")
     if name not in known:
-        near = difflib.get_close_matches(name, known, n=1)
+        heads = {k.split("-")[0]: k for k in known}  # "incepton" is close to "inception", not to "inception-v3-compat"
+        near = difflib.get_close_matches(name, known, n=1) or [heads[h] for h in difflib.get_close_matches(name, heads, n=1)]
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ValueError(f"is not a registered extractor{hint}; known: {', '.join(known)}, hf:FOLDER")
 
