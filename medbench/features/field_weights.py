@@ -79,3 +79,14 @@ def combined_sha256(found: Located) -> str:
     for name in sorted(found.sha256):
         h.update(f"{name}\0{found.sha256[name]}\n".encode())
     return h.hexdigest()
+
+
+def provenance_of(extractor) -> dict[str, str]:
+    """run.json's weights entries for a built extractor: per file (marked when pinned) for the field's
+    extractors, else {name: weights_sha256}; {} when nothing is loaded or it is weight-free."""
+    if extractor is None:
+        return {}
+    found = getattr(extractor, "found", None)
+    if found is not None:
+        return found.provenance()
+    return {extractor.name: extractor.weights_sha256} if extractor.weights_sha256 else {}

@@ -57,7 +57,9 @@ class Alignment(Metric):
 
     @property
     def weights_sha256(self) -> dict[str, str]:
-        return self.encoder.weights_sha256
+        from medbench.features.field_weights import provenance_of
+
+        return provenance_of(getattr(self.encoder, "_extractor", None))
 
     def _partners(self) -> dict[str, str]:
         if self._partner is None:

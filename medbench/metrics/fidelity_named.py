@@ -14,6 +14,7 @@ k=5 on the same features). Weights come from the weights root (``$MEDBENCH_WEIGH
 from __future__ import annotations
 
 from medbench import hookimpl
+from medbench.features.field_weights import provenance_of
 from medbench.metrics.base import MetricContext
 from medbench.metrics.fidelity import KID_SUBSET_SIZE, KID_SUBSETS, ImageFidelity, make_extractor
 from medbench.options import Option
@@ -43,6 +44,7 @@ def factory_for(extractor: str):
                                kid_subsets=int(opts.get("kid_subsets") or KID_SUBSETS),
                                kid_subset_size=int(opts.get("kid_subset_size") or KID_SUBSET_SIZE))
         metric.name = family(extractor)
+        metric.weights_sha256 = provenance_of(metric.extractor)  # per file, pinned files marked (run.json)
         return metric
     return factory
 

@@ -71,7 +71,9 @@ class PerPathology(Metric):
 
     @property
     def weights_sha256(self) -> dict[str, str]:
-        return self.encoder.weights_sha256
+        from medbench.features.field_weights import provenance_of
+
+        return provenance_of(getattr(self.encoder, "_extractor", None))
 
     def update(self, batch: list[Scored]) -> None:
         if self._labeler is None:

@@ -69,7 +69,9 @@ class Privacy(Metric):
 
     @property
     def weights_sha256(self) -> dict[str, str]:
-        return self.encoder.weights_sha256
+        from medbench.features.field_weights import provenance_of
+
+        return provenance_of(getattr(self.encoder, "_extractor", None))
 
     def _setup(self) -> None:
         with_image = [s for s in self.train if s.image_path is not None]
