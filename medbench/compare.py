@@ -72,7 +72,7 @@ def resolve_side(spec: str, store_path: str | Path = DEFAULT_STORE) -> Side:
     if not Path(store_path).exists():
         raise FileNotFoundError(f"{spec}: the store {store_path} does not exist (pass --store PATH)")
     query = parse_query(spec[len("store:"):])
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     if "run_id" in query:
         row = store.get(query.pop("run_id"))
         row = row if row and all(row.get(k) == v for k, v in query.items() if k != "commit") else None
@@ -318,8 +318,12 @@ def _v(x: float | None) -> str:
     return "–" if x is None else f"{x:.4g}"
 
 
-def _p(p: float | None) -> str:
-    return "–" if p is None else f"{p:.3g}" if p >= 0.001 else "<0.001"
+def format_p(p: float | None) -> str:
+    """A p-value as compare and the leaderboard print it: 3 significant digits, '<0.001' below."""
+    return "–" if p is None or not math.isfinite(p) else f"{p:.3g}" if p >= 0.001 else "<0.001"
+
+
+_p = format_p
 
 
 def markdown(a: Side, b: Side, rows: list[Row], gate: list[GateResult] | None = None, alpha: float = 0.05) -> str:

@@ -94,6 +94,12 @@ def fid_with_floor(rows: list[dict]) -> str | None:
     return to_data_uri(fig)
 
 
+def _label(text: str, width: int = 32) -> str:
+    """A legend label: control characters as spaces, cut to ``width``."""
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def history(series: dict[str, list[tuple[str, float, float | None, float | None, str]]], *, metric: str,
             higher_is_better: bool | None) -> str | None:
     """One line per model: (x label, value, ci_low, ci_high, when) points in time order."""
@@ -114,7 +120,7 @@ def history(series: dict[str, list[tuple[str, float, float | None, float | None,
         xs = [pos[(p[4], p[0])] for p in points]
         vals = [p[1] for p in points]
         ax.errorbar(xs, vals, yerr=_err(vals, [p[2] for p in points], [p[3] for p in points]), marker="o", ms=4,
-                    lw=1.5, capsize=2.5, color=color, label=model if len(model) <= 32 else model[:31] + "…")
+                    lw=1.5, capsize=2.5, color=color, label=_label(model))
     ax.set_xticks(range(len(order)), [label for _, label in order], rotation=30, ha="right", fontsize=7)
     arrow = "" if higher_is_better is None else (" ↑" if higher_is_better else " ↓")
     ax.set_ylabel(metric + arrow)

@@ -75,3 +75,75 @@ def test_cli_writes_html_md_csv(tmp_path, capsys):
     assert [r["rank"] for r in cxr] == ["1", "2", "3", "4"] and cxr[0]["vs_best"] == "best" and float(cxr[0]["ci_low"]) < float(cxr[0]["value"])
     assert main_leaderboard(parser.parse_args(["--task", "nope", "--store", str(store.path), "--out", str(out)])) == 2
     assert main_leaderboard(parser.parse_args(["--task", "x", "--store", str(tmp_path / "absent.sqlite")])) == 2
+
+
+def test_key_metrics_names_links_and_protocol_tables(tmp_path):
+    from report_runs import make_v2_run
+
+    from medbench.leaderboard import write_leaderboard
+
+    store = Store(tmp_path / "s.sqlite")
+    runs = [make_v2_run(tmp_path, "oracle", quality=0.9, name="Oracle ceiling", run_id="r-oracle"),
+            make_v2_run(tmp_path, "retrieval", quality=0.6, run_id="r-retrieval", finished="2025-01-02T00:00:00Z"),
+            make_v2_run(tmp_path, "medim", quality=0.7, run_id="r-medim-paper", finished="2025-01-03T00:00:00Z")]
+    paper = load_record(runs[2]) | {"protocol": "medim-paper"}
+    for d in runs[:2]:
+        write_report_for(d)
+        store.add_run(load_record(d), d)
+    store.add_run(paper, runs[2])
+    boards = build_boards(store, "joint_pairs", loader=toy_loader, n_perm=50, n_boot=50)
+    assert [(b.dataset, b.protocol) for b in boards] == [("cxr-phantom", "coco"), ("cxr-phantom", "medim-paper")]
+    coco, med = boards
+    assert [e.name for e in coco.entries] == ["Oracle ceiling", "retrieval"] and [e.name for e in med.entries] == ["medim"]
+    # joint_pairs declares key_metrics (patterns): the ones these runs recorded are the columns
+    from medbench.tasks import load_task
+    import fnmatch
+
+    names = list(load_record(runs[0])["metrics"])
+    expected = [n for p in load_task("joint_pairs").key_metrics for n in names if fnmatch.fnmatchcase(n, p) and n != coco.metric]
+    assert coco.columns == list(dict.fromkeys(expected)) and "image.fid@phantom-encoder" in coco.columns
+    assert coco.entries[0].columns["image.fid@phantom-encoder"] == load_record(runs[0])["metrics"]["image.fid@phantom-encoder"]
+    paths = write_leaderboard(store, "joint_pairs", tmp_path / "lb", loader=toy_loader, n_perm=50, n_boot=50)
+    html = paths[0].read_text()
+    assert 'href="../r-oracle/report.html"' in html and "Oracle ceiling" in html and "protocol medim-paper" in html
+    assert (tmp_path / "lb" / "../r-oracle/report.html").exists()
+    rows = list(csv.DictReader((tmp_path / "lb" / "leaderboard.csv").open()))
+    assert {r["protocol"] for r in rows} == {"coco", "medim-paper"} and "image.fid@phantom-encoder.ci_low" in rows[0]
+    assert float(rows[0]["image.fid@phantom-encoder"]) == coco.entries[0].columns["image.fid@phantom-encoder"]["value"]
+
+
+def write_report_for(run):
+    from medbench.report import write_report
+
+    write_report(run, gallery_size=2, n_worst=0)
+
+
+def test_fallback_columns_are_the_first_of_each_family(tmp_path):
+    from medbench.leaderboard import key_columns
+
+    run = {"record": {"metrics": {"a.x.1": {"family": "a.x"}, "a.x.2": {"family": "a.x"}, "a.x.3": {"family": "a.x"},
+                                  "b.y": {"family": "b"}, "p.q": {"family": "p"}}}}
+    assert key_columns("not-a-task", "coco", "p.q", [run]) == ["a.x.1", "a.x.2", "b.y"]
+
+
+def test_exports_neutralise_formulas_and_html(tmp_path):
+    from medbench.compare import format_p
+    from medbench.leaderboard import to_csv, to_markdown
+
+    store = Store(tmp_path / "s.sqlite")
+    evil = {"=cmd|' /C calc'!A0": 0.9, "+SUM(A1)": 0.5, "-2+3": 0.4, "@x": 0.3, "\tTab": 0.2, "a|b <img src=x onerror=alert(1)>": 0.1}
+    for i, (model, q) in enumerate(evil.items()):
+        d = make_run(tmp_path, f"m{i}", quality=q, run_id=f"run-{i}")
+        store.add_run(dict(load_record(d), model=model), d)
+    boards = build_boards(store, "joint_pairs", loader=toy_loader, n_perm=50, n_boot=50)
+    rows = list(csv.reader(to_csv(boards).splitlines()))
+    col = rows[0].index("model")
+    assert sorted(r[col] for r in rows[1:]) == sorted("'" + m if m[0] in "=+-@\t" else m for m in evil)
+    assert all(not r[col].startswith(("=", "+", "-", "@", "\t")) for r in rows[1:])
+    assert all(not c.startswith(("=", "+", "@")) for r in rows[1:] for c in r if c)
+    md = to_markdown(boards)
+    assert "<img" not in md and "a\\|b &lt;img src=x onerror=alert(1)&gt;" in md
+    body = [l for l in md.splitlines() if l.startswith("| ") and "rank" not in l]
+    assert all(l.count(" | ") == body[0].count(" | ") for l in body)  # no pipe broke a row
+    ps = {e.p_value for e in boards[0].entries if e.p_value is not None}
+    assert ps and all(format_p(p) in md for p in ps)
