@@ -134,10 +134,17 @@ class Store:
                              f"{', '.join(sorted(tables)) or 'none'}); it was left as it is: pass another --store")
 
     def _check_readable(self) -> None:
+        sidecars = [self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")]
+        existed = [c.exists() for c in sidecars]
         try:
             self._check_is_medbench()
             version = self.version()
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.DatabaseError, StoreError) as err:
+            for sidecar, was_there in zip(sidecars, existed):  # SQLite opens a WAL file's sidecars even read-only
+                if not was_there:
+                    sidecar.unlink(missing_ok=True)
+            if isinstance(err, StoreError):
+                raise
             raise StoreError(f"{self.path}: the store is damaged or not a SQLite database ({err})") from None
         if version > SCHEMA_VERSION:
             raise StoreVersionError(f"{self.path}: store schema version {version} is newer than this medbench "
