@@ -327,8 +327,10 @@ _p = format_p
 
 
 def markdown(a: Side, b: Side, rows: list[Row], gate: list[GateResult] | None = None, alpha: float = 0.05) -> str:
+    from medbench.exports import md_cell
+
     verdicts = {g.metric: g.status for g in gate or []}
-    lines = [f"**Baseline:** {a.label} · **Candidate:** {b.label}", "",
+    lines = [f"**Baseline:** {md_cell(a.label)} · **Candidate:** {md_cell(b.label)}", "",
              "Δ = candidate − baseline with its 95 % paired bootstrap CI and a paired permutation p-value "
              f"(▲ better / ▼ worse at p < {alpha:g}).", "",
              "| metric | dir | baseline | candidate | Δ [95 % CI] | p | n | test | gate |",
@@ -342,7 +344,7 @@ def markdown(a: Side, b: Side, rows: list[Row], gate: list[GateResult] | None = 
         verdict = {"fail": "**FAIL**", "pass": "pass", "skipped": "skipped"}.get(verdicts.get(r.name, ""), "")
         lines.append(f"| `{r.name}` | {arrow} | {_v(r.a)} | {_v(r.b)} | {delta} | {_p(r.p_value)} | {r.n or '–'} | "
                      f"{r.method} | {verdict} |")
-    notes = sorted({f"{r.family}: {r.note}" for r in rows if r.note})
+    notes = sorted({md_cell(f"{r.family}: {r.note}") for r in rows if r.note})
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
@@ -354,6 +356,9 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate", type=Path, help="gate YAML: list of {metric, direction, tolerance, alpha}")
     parser.add_argument("--junit", type=Path, help="write the gate's verdicts as JUnit XML here")
     parser.add_argument("--markdown", type=Path, help="also write the Markdown table here (e.g. a PR comment)")
+    parser.add_argument("--html", type=Path, help="write the side-by-side HTML page here (default: "
+                        "<candidate run folder>/compare-vs-<baseline run id>.html when the candidate is a run folder)")
+    parser.add_argument("--no-html", action="store_true", help="do not write the HTML page")
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"store for store: queries (default {DEFAULT_STORE})")
     parser.add_argument("--n-perm", type=int, default=1000, help="permutations for p-values (default 1000)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
@@ -382,6 +387,12 @@ def main_compare(args: argparse.Namespace, loader: Callable | None = None) -> in
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text, encoding="utf-8")
+    if not getattr(args, "no_html", False):
+        from medbench.compare_page import default_path, write_page
+
+        page = getattr(args, "html", None) or default_path(a, b)
+        if page is not None:
+            print(f"html: {write_page(a, b, rows, results, page)}")
     return 1 if results and any(r.status == "fail" for r in results) else 0
 
 

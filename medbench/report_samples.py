@@ -24,7 +24,7 @@ LABEL_VALUES = (1, 0, -1)
 SYMBOL = {1: "pos", 0: "neg", -1: "unc"}
 
 
-def _num(x: Any) -> float | None:
+def number(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
@@ -182,7 +182,7 @@ def score_columns(entries: list[dict[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for e in entries:
         for k, v in (e.get("scores") or {}).items():
-            if _num(v) is not None:
+            if number(v) is not None:
                 seen.setdefault(k, None)
     return list(seen)
 
@@ -215,7 +215,7 @@ def worst_cases(entries: list[dict[str, Any]], record: dict[str, Any], key: str 
     if not key:
         return None
     higher = direction(record, key)
-    valued = [(e, _num((e.get("scores") or {}).get(key))) for e in entries]
+    valued = [(e, number((e.get("scores") or {}).get(key))) for e in entries]
     valued = [(e, v) for e, v in valued if v is not None]
     valued.sort(key=lambda ev: ev[1] if higher is not False else -ev[1])
     return {"key": key, "higher_is_better": higher, "columns": columns, "n_valued": len(valued),

@@ -170,3 +170,32 @@ def test_end_to_end_runs_report_store_leaderboard_and_gate(tmp_path):
     assert board.returncode == 0, board.stderr
     rows = list(csv.DictReader((tmp_path / "lb" / "leaderboard.csv").open()))
     assert {r["model"] for r in rows} == {"oracle", "random"}
+
+
+def test_side_by_side_html_page(tmp_path, capsys):
+    import json
+    import re
+
+    from report_runs import make_v2_run, scores
+
+    from medbench.exports import md_cell
+
+    base = make_v2_run(tmp_path, "oracle", quality=0.85, n=20, run_id="base-run")
+    cand = make_v2_run(tmp_path, "retrieval <b>|x", quality=0.6, n=20, first_id=5, run_id="cand-run")  # 15 shared ids
+    gate = gate_file(tmp_path, "- {metric: toy.acc, tolerance: 0.0, alpha: 0.05}\n")
+    main_compare(args(str(base), str(cand), "--gate", str(gate)), loader=toy_loader)
+    out = capsys.readouterr().out
+    page = cand / "compare-vs-base-run.html"
+    assert f"html: {page}" in out and md_cell("retrieval <b>|x") in out and "<b>" not in out
+    html = page.read_text()
+    assert "<script" not in html and "default-src 'none'" in html and "&lt;b&gt;|x" in html
+    assert "toy.acc" in html and "Shared samples side by side" in html and html.count('class="sample pair"') == 8
+    # samples shown: shared ids, largest per-sample difference of the primary family's column first
+    a, b = scores(base, "toy.correct"), scores(cand, "toy.correct")
+    shown = re.findall(r'<section class="sample pair">\s*<div class="head"><span><code>([^<]+)</code>', html)
+    diffs = [abs(b[i] - a[i]) for i in shown]
+    assert set(shown) <= set(a) & set(b) and diffs == sorted(diffs, reverse=True)
+    assert max(abs(b[i] - a[i]) for i in set(a) & set(b)) == diffs[0]
+    elsewhere = tmp_path / "pages" / "c.html"
+    main_compare(args(str(base), str(cand), "--html", str(elsewhere)), loader=toy_loader)
+    assert elsewhere.exists() and "Baseline" in elsewhere.read_text()
