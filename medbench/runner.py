@@ -276,6 +276,14 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
         generate(cfg, model, samples, folder, rank, world)
         _barrier(world)
         seconds["generate"] = time.perf_counter() - t0
+        if world > 1:  # sharded feature pass (medbench.sharded): every rank embeds its shard, rank 0 scores
+            from medbench.sharded import prefetch_run
+
+            t0 = time.perf_counter()
+            prefetch_run(cfg, dataset, samples, folder, rank, world,
+                         lambda entries: LazyPairs(cfg.task, samples, folder, cfg.seed, entries))
+            _barrier(world)
+            seconds["features_sharded"] = time.perf_counter() - t0
         if rank != 0:
             _barrier(world)
             return run_dir, None
