@@ -174,3 +174,28 @@ def test_list_models_shows_the_adapters_and_their_options(capsys):
     declared = {o.name for o in registry().get("models", "transformers").options}
     assert {"instruction", "template", "max_new_tokens", "do_sample", "temperature", "top_p", "num_beams", "dtype",
             "trust_remote_code"} <= declared
+
+
+def test_each_torchrun_rank_uses_its_own_gpu(monkeypatch):
+    from medbench.models.safe_load import rank_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert rank_device("cuda") == "cuda:1" and rank_device("cuda:0") == "cuda:0" and rank_device("cpu") == "cpu"
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_write_what_one_process_writes(vlm_dirs, tiny_folder, tmp_path):
+    import subprocess
+    import sys
+
+    # every test sample: torchrun would read --n as an abbreviation of its own flags
+    args = ["--task", "i2t", "--model", f"transformers:{vlm_dirs['qwen2_vl']}", "--dataset", f"folder:{tiny_folder}",
+            "--protocol", "medim-paper", "--model-opt", "max_new_tokens=6", "--model-opt", "do_sample=1"]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", "-m", "medbench", "run", *args,
+                    "--batch-size", "1", "--store", "", "--no-report", "--bootstrap", "0", "--out", str(tmp_path / "dist")],
+                   check=True, capture_output=True, timeout=600)
+    run_medbench(tmp_path / "single", *args, "--batch-size", "4")
+    assert outputs_of(tmp_path / "dist") == outputs_of(tmp_path / "single")
+    assert sorted(p.name for p in next((tmp_path / "dist").iterdir()).joinpath("outputs").glob("index.rank*.jsonl")) == \
+        ["index.rank0.jsonl", "index.rank1.jsonl"]
