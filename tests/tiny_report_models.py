@@ -79,6 +79,31 @@ def build_bertscore_distilbert(root: Path, seed: int = 0, hidden: int = 32) -> P
     return Path(root)
 
 
+def build_bertscore_distilroberta(root: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A 6-layer RobertaForMaskedLM + a byte-level BPE tokenizer (vocab.json, merges.txt, tokenizer.json)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    folder = Path(root) / "bertscore-distilroberta-base"
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS, vocab_size=600, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    bpe.save_model(str(folder))
+    bpe.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "RobertaTokenizer", "model_max_length": 512, "bos_token": "<s>", "eos_token": "</s>",
+        "cls_token": "<s>", "sep_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}))
+    torch.manual_seed(seed)
+    config = RobertaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=hidden, num_hidden_layers=6, num_attention_heads=2,
+                           intermediate_size=2 * hidden, max_position_embeddings=514, pad_token_id=1,
+                           bos_token_id=0, eos_token_id=2, type_vocab_size=1, initializer_range=0.2)
+    RobertaForMaskedLM(config).save_pretrained(folder, safe_serialization=True)
+    _pin(root, "bertscore-distilroberta-base")
+    return Path(root)
+
+
 def report_pairs(n: int = 24, seed: int = 0) -> tuple[list[str], list[str]]:
     """(references, hypotheses): 1-3 shared radiology sentences each; hypothesis 5 is empty."""
     import random

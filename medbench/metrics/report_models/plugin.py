@@ -31,6 +31,8 @@ def medbench_metrics():
                    description="BERTScore, distilbert-base-uncased layer 5 (RadEval's), raw and baseline-rescaled"),
         MetricSpec("nlg.radgraph", _lazy("radgraph", "radgraph_factory"), **TEXT,
                    description="F1-RadGraph with RadGraph-XL (radeval's vendored radgraph): simple, partial, complete rewards"),
+        MetricSpec("nlg.radcliq_v1", _lazy("radcliq", "radcliq_factory"), **TEXT,
+                   description="RadCliQ-v1 composite (lower is better); nlg.radcliq_v1_inv = 1/RadCliQ-v1 as RadEval reports it"),
         MetricSpec("nlg.ratescore", _lazy("ratescore", "ratescore_factory"), **TEXT,
                    description="RaTEScore (radeval's RaTEScore: DeBERTa NER + BioLORD embeddings, local weights)"),
         MetricSpec("nlg.green", _lazy("green", "green_factory"), **TEXT,

@@ -27,7 +27,7 @@ CHEXBERT = WeightsSpec(
            "https://huggingface.co/google-bert/bert-base-uncased (config.json, vocab.txt, tokenizer_config.json)",
     description="CheXbert labeler (Smit et al. 2020) as radeval/f1chexbert build it: BERT-base + 13 four-way heads "
                 "+ a No Finding head; chexbert.pth read with torch.load(weights_only=True), strict keys",
-    used_by=("clinical.chexbert",))
+    used_by=("clinical.chexbert", "nlg.radcliq_v1"))
 
 BERTSCORE_DISTILBERT = WeightsSpec(
     name="bertscore-distilbert-base-uncased",
@@ -37,6 +37,14 @@ BERTSCORE_DISTILBERT = WeightsSpec(
     description="distilbert-base-uncased for BERTScore layer 5 (RadEval's 'bertscore'); rescale baseline from "
                 "radeval's vendored bert-score",
     used_by=("nlg.bertscore",))
+
+BERTSCORE_DISTILROBERTA = WeightsSpec(
+    name="bertscore-distilroberta-base",
+    files=_files("", HF_MODEL + ("tokenizer.json", "vocab.json", "merges.txt")),
+    licence="Apache-2.0",
+    source="https://huggingface.co/distilbert/distilroberta-base",
+    description="distilroberta-base for BERTScore layer 5, rescaled, IDF from the references (the RadCliQ-v1 component)",
+    used_by=("nlg.radcliq_v1",))
 
 EMBEDDER = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json")
 
@@ -75,4 +83,4 @@ GREEN = WeightsSpec(
     description="GREEN (Ostmeier et al. 2024) judge LLM, 7B, fp16 on one CUDA GPU (~14 GB)",
     used_by=("nlg.green",))
 
-ALL = (CHEXBERT, BERTSCORE_DISTILBERT, RADGRAPH_XL, RATESCORE, GREEN)
+ALL = (CHEXBERT, BERTSCORE_DISTILBERT, BERTSCORE_DISTILROBERTA, RADGRAPH_XL, RADGRAPH, RATESCORE, GREEN)
