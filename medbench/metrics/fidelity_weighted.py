@@ -157,23 +157,64 @@ def covered_rows(w: np.ndarray, dist_rg: np.ndarray, radii: np.ndarray) -> np.nd
     return out
 
 
-def weighted_fid_two(wa: np.ndarray, xa: np.ndarray, wb: np.ndarray, xb: np.ndarray) -> np.ndarray:
-    """(B,) FID between the drawn rows of two different sets (each with its own weights)."""
+def weighted_covariances(w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m (B,), means (B, d), covariances (B, d, d), np.cov's ddof=1) of the drawn rows of x.
+    The scatter of every resample comes from one product per chunk of feature pairs: w @ (x_j * x_k),
+    over the upper triangle only, about the full-sample mean (so no cancellation)."""
+    n, d = x.shape
+    m = w.sum(1)
+    centre = x.mean(0)
+    xc = x - centre
+    iu, ju = np.triu_indices(d)
+    flat = np.empty((len(w), len(iu)))
+    chunk = max(1, (1 << 22) // max(n, 1))  # ~32 MB of products at a time
+    for s in range(0, len(iu), chunk):
+        flat[:, s:s + chunk] = w @ (xc[:, iu[s:s + chunk]] * xc[:, ju[s:s + chunk]])
+    scatter = np.zeros((len(w), d, d))
+    scatter[:, iu, ju] = flat
+    scatter[:, ju, iu] = flat
+    delta = (w @ xc) / m[:, None]  # resample mean - full mean
+    cov = (scatter - m[:, None, None] * delta[:, :, None] * delta[:, None, :]) / (m - 1)[:, None, None]
+    return m, delta + centre, cov
+
+
+def _fid_feature_side(wa, xa, wb, xb) -> np.ndarray:
     out = np.full(len(wa), np.nan)
     d = xa.shape[1]
+    step = max(1, (1 << 24) // (d * d))  # resamples per batch of (step, d, d) covariances (~128 MB)
+    for s in range(0, len(wa), step):
+        ma, mua, ca = weighted_covariances(wa[s:s + step], xa)
+        mb, mub, cb = weighted_covariances(wb[s:s + step], xb)
+        for j in range(len(ma)):
+            if ma[j] < 2 or mb[j] < 2:
+                continue
+            diff = mua[j] - mub[j]
+            out[s + j] = diff @ diff + np.trace(ca[j]) + np.trace(cb[j]) - 2 * trace_sqrt_product(ca[j], cb[j])
+    return out
+
+
+def _fid_sample_side(wa, xa, wb, xb) -> np.ndarray:
+    out = np.full(len(wa), np.nan)
     for b in range(len(wa)):
         ra, rb = np.nonzero(wa[b])[0], np.nonzero(wb[b])[0]
         ma, mb = wa[b, ra].sum(), wb[b, rb].sum()
         if ma < 2 or mb < 2:
             continue
         mua, mub = wa[b, ra] @ xa[ra] / ma, wb[b, rb] @ xb[rb] / mb
-        a = (xa[ra] - mua) * np.sqrt(wa[b, ra] / (ma - 1))[:, None]
-        c = (xb[rb] - mub) * np.sqrt(wb[b, rb] / (mb - 1))[:, None]
-        if min(len(ra), len(rb)) > d:
-            tr = trace_sqrt_product(a.T @ a, c.T @ c)
-        else:
-            k = a @ c.T
-            tr = float(np.sqrt(np.clip(np.linalg.eigvalsh(k @ k.T if len(ra) <= len(rb) else k.T @ k), 0, None)).sum())
+        a = (xa[ra] - mua) * np.sqrt(wa[b, ra] / (ma - 1))[:, None]  # S1 = a^T a
+        c = (xb[rb] - mub) * np.sqrt(wb[b, rb] / (mb - 1))[:, None]  # S2 = c^T c
+        k = a @ c.T  # S1 S2 has the nonzero spectrum of k k^T (or k^T k)
+        tr = float(np.sqrt(np.clip(np.linalg.eigvalsh(k @ k.T if len(ra) <= len(rb) else k.T @ k), 0, None)).sum())
         diff = mua - mub
         out[b] = diff @ diff + (a * a).sum() + (c * c).sum() - 2 * tr
     return out
+
+
+def weighted_fid_two(wa: np.ndarray, xa: np.ndarray, wb: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    """(B,) FID between the drawn rows of two sets (each with its own weights), on the smaller side:
+    d x d covariances when the resamples hold more distinct rows than feature dimensions, else the
+    (rows x rows) cross-product of the centred rows."""
+    distinct = min(int((wa > 0).sum(1).min(initial=0)), int((wb > 0).sum(1).min(initial=0)))
+    if distinct > xa.shape[1]:
+        return _fid_feature_side(wa, xa, wb, xb)
+    return _fid_sample_side(wa, xa, wb, xb)
