@@ -151,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     key_metrics = cfg.task.key_metrics
     train = getattr(cfg, "train_dataset", None)
     note = f"train split from --train-dataset {train}" if train else None
+    if not train and any("train split" in str(s.get("reason", "")) for s in record.get("skipped") or []):
+        note = "this dataset has no train split: the families that need one were skipped; pass --train-dataset SPEC"
     lines = console.summary_lines(record, key_metrics, train_note=note)
     if args.json:
         import json

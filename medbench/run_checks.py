@@ -189,3 +189,22 @@ def check_metric_options(task, protocol: str, options: dict[str, Any]) -> dict[s
             if key in values:
                 merged.setdefault(key, values[key])
     return merged | fixed
+
+
+def train_split(cfg: Any, dataset: Any) -> list:
+    """The train samples the model and the families get: the evaluated dataset's own train split, or,
+    with ``cfg.train_dataset`` (--train-dataset SPEC), the train split of that dataset (for datasets
+    without one, such as MeDiM's flat folder dumps). Refused when the chosen source has none."""
+    spec = getattr(cfg, "train_dataset", None)
+    if not spec:
+        return dataset.split("train")
+    from medbench.data.resolve import load_dataset
+
+    other = load_dataset(spec, {}, on_bad_sample=cfg.on_bad_sample, domain=cfg.domain)
+    if other.domain != dataset.domain:
+        raise UserError(f"--train-dataset {spec}: its domain is {other.domain!r}, the evaluated dataset's is {dataset.domain!r}")
+    train = other.split("train")
+    if not train:
+        raise UserError(f"--train-dataset {spec}: it has no train split either (splits: "
+                        f"{', '.join(sorted({s.split for s in other.samples})) or 'none'})")
+    return train
