@@ -25,12 +25,11 @@ from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
 from medbench.metrics.image_labels import ImageEncoder, check_extractor
 from medbench.metrics.pair_consistency import derangement
-from medbench.options import Option
 from medbench.registry import MetricSpec
 
 FAMILY = "alignment"
 EXTRACTOR = "biomedclip"
-OPTIONS = (Option("weights_root", str, None, "folder holding the evaluator weight folders"),)
+OPTIONS = ()
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -114,7 +113,7 @@ class Alignment(Metric):
 
 def factory(ctx: MetricContext) -> Alignment:
     check_extractor(FAMILY, EXTRACTOR)
-    return Alignment(ImageEncoder(EXTRACTOR, ctx.options.get("weights_root"), ctx.domain, FAMILY, need_head=False),
+    return Alignment(ImageEncoder(EXTRACTOR, None, ctx.domain, FAMILY, need_head=False),
                      reference=ctx.reference, seed=ctx.seed)
 
 

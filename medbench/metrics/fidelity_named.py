@@ -8,8 +8,8 @@ extractor fixed by the family name instead of an option, so one task can list se
     -> image.fid@phantom-encoder, image.fid@rad-dino, image.kid@rad-dino, image.precision@rad-dino, ...
 
 ``image.fidelity@rad-dino`` is CheXGenBench's headline (FID on RAD-DINO pooler features; KID and PRDC
-k=5 on the same features). Weights come from the weights root (``$MEDBENCH_WEIGHTS``, or the option
-``weights_root``); a missing file skips the family with that file named.
+k=5 on the same features). Weights come from the weights root (``--weights DIR`` / ``$MEDBENCH_WEIGHTS``);
+a missing file skips the family with that file named.
 """
 from __future__ import annotations
 
@@ -25,10 +25,7 @@ EXTRACTORS = {"rad-dino": "CheXGenBench's RAD-DINO pooler (CLS) features",
               "xrv-densenet121": "torchxrayvision DenseNet-121 features2 (RoentGen-era X-ray backbone)",
               "biomedclip": "BiomedCLIP image embeddings",
               "inception-v3-compat": "torch-fidelity's Inception-v3 (comparability with general-domain FID)"}
-WEIGHTS_ROOT = Option("weights_root", str, None, "folder holding the evaluator weight folders (default $MEDBENCH_WEIGHTS "
-                                                 "or $MEDBENCH_HOME/weights)")
-OPTIONS = (WEIGHTS_ROOT,
-           Option("kid_subsets", int, KID_SUBSETS, "KID subsets", low=1, high=100000),
+OPTIONS = (Option("kid_subsets", int, KID_SUBSETS, "KID subsets", low=1, high=100000),
            Option("kid_subset_size", int, KID_SUBSET_SIZE, "KID subset size (capped at N)", low=2, high=1000000))
 
 
@@ -39,7 +36,7 @@ def family(extractor: str) -> str:
 def factory_for(extractor: str):
     def factory(ctx: MetricContext) -> ImageFidelity:
         opts = ctx.options
-        weights = opts.get("inception_weights") if extractor == "inception-v3-compat" else opts.get("weights_root")
+        weights = opts.get("inception_weights") if extractor == "inception-v3-compat" else None  # None: the --weights root
         metric = ImageFidelity(make_extractor(extractor, weights), seed=ctx.seed,
                                kid_subsets=int(opts.get("kid_subsets") or KID_SUBSETS),
                                kid_subset_size=int(opts.get("kid_subset_size") or KID_SUBSET_SIZE))

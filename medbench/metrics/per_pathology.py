@@ -39,8 +39,7 @@ MIN_N = 30
 OPTIONS = (Option("per_pathology_extractor", str, DEFAULT_EXTRACTOR, "feature extractor of the per-label FID/KID"),
            Option("per_pathology_min_n", int, MIN_N, "fewest positive samples a label needs to be scored", low=2, high=10**7),
            Option("per_pathology_mapping", str, "pos", "labels counted as having the finding: pos (1, CheXGenBench) "
-                                                       "or unc_pos (1 and -1)", choices=("pos", "unc_pos")),
-           Option("weights_root", str, None, "folder holding the evaluator weight folders"))
+                                                       "or unc_pos (1 and -1)", choices=("pos", "unc_pos")))
 
 
 def slug(label: str) -> str:
@@ -159,7 +158,7 @@ def factory(ctx: MetricContext) -> PerPathology:
         labels = tuple(spec.factory().observations)
     except Exception as e:  # a labeler that cannot start here
         raise MetricUnavailable(f"{FAMILY}: labeler {spec.name!r} cannot start ({e})") from e
-    encoder = ImageEncoder(name, opts.get("weights_root"), ctx.domain, FAMILY, need_head=False)
+    encoder = ImageEncoder(name, None, ctx.domain, FAMILY, need_head=False)  # weights: the --weights root
     return PerPathology(encoder, spec, labels, min_n=int(opts.get("per_pathology_min_n") or MIN_N),
                         mapping=opts.get("per_pathology_mapping") or "pos", seed=ctx.seed)
 

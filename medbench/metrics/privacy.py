@@ -33,8 +33,7 @@ from medbench.registry import MetricSpec
 FAMILY = "privacy"
 DEFAULT_EXTRACTOR = "rad-dino"
 OPTIONS = (Option("privacy_extractor", str, DEFAULT_EXTRACTOR, "features of the nearest-training-image search"),
-           Option("privacy_distance", str, "cosine", "nearest-neighbour distance", choices=("cosine", "l2")),
-           Option("weights_root", str, None, "folder holding the evaluator weight folders"))
+           Option("privacy_distance", str, "cosine", "nearest-neighbour distance", choices=("cosine", "l2")))
 
 
 def latent_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -129,7 +128,7 @@ def factory(ctx: MetricContext) -> Privacy:
     distance = ctx.options.get("privacy_distance") or "cosine"
     if distance not in ("cosine", "l2"):
         raise ValueError(f"privacy_distance must be cosine or l2, not {distance!r}")
-    return Privacy(ImageEncoder(name, ctx.options.get("weights_root"), ctx.domain, FAMILY, need_head=False), ctx.train, distance)
+    return Privacy(ImageEncoder(name, None, ctx.domain, FAMILY, need_head=False), ctx.train, distance)
 
 
 @hookimpl

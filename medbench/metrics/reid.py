@@ -29,7 +29,6 @@ import numpy as np
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
 from medbench.metrics.pair_consistency import derangement
-from medbench.options import Option
 from medbench.registry import MetricSpec
 
 FAMILY = "privacy.reid"
@@ -172,12 +171,11 @@ class ReID(Metric):
 
 
 def factory(ctx: MetricContext) -> ReID:
-    return ReID(ctx.options.get("weights_root"), ctx.reference, ctx.seed)
+    return ReID(None, ctx.reference, ctx.seed)  # weights: the --weights root
 
 
 @hookimpl
 def medbench_metrics():
     return [MetricSpec(FAMILY, factory, requires=("image",), kinds=("report->image", "prompt->pair"),
-                       options=(Option("weights_root", str, None, "folder holding the evaluator weight folders"),),
                        description="CheXGenBench's patient re-identification score (siamese ResNet-50) of each generated "
                                    "image against its sample's real image, with an unrelated-pair floor; local weights")]
