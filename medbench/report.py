@@ -259,7 +259,7 @@ def report_context(run_dir: Path, gallery_size: int = 12, worst_key: str | None 
     entries = sample_entries(run_dir, extras, notes)
     if not entries:
         notes.append("samples.jsonl and references.jsonl are missing or empty: the sample gallery is left out")
-    kind = request_kind(run_dir, record)
+    kind = request_kind(run_dir, record) or next((str(e["request"]) for e in entries[:1] if e.get("request")), None)
     if kind is None and entries:
         notes.append("the run records no request kind (run.json 'request' or config.json task): the gallery shows references only")
     metrics = record.get("metrics", {})

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from report_runs import disagreeing_ids, make_v2_run
 from runfolders import XSS, make_run, toy_loader
 
 from medbench.leaderboard import write_leaderboard
@@ -106,7 +107,7 @@ class Chromium:
             if ev.get("method") == method:
                 return ev
 
-    def open(self, path: Path, shot: Path) -> tuple[dict, list[str]]:
+    def open(self, path: Path, shot: Path, probe: str = PROBE) -> tuple[dict, list[str]]:
         """Load a file, return (probe result, console/log errors) and save a full-page screenshot."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         s = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -116,7 +117,7 @@ class Chromium:
         self.events.clear()
         self.call("Page.navigate", {"url": path.resolve().as_uri()}, session=s)
         self.wait_event("Page.loadEventFired")
-        probe = self.call("Runtime.evaluate", {"expression": PROBE, "returnByValue": True}, session=s)["result"]["value"]
+        probe = self.call("Runtime.evaluate", {"expression": probe, "returnByValue": True}, session=s)["result"]["value"]
         height = int(self.call("Page.getLayoutMetrics", session=s)["cssContentSize"]["height"])
         self.call("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": min(height, 16000), "deviceScaleFactor": 1, "mobile": False}, session=s)
         png = self.call("Page.captureScreenshot", {"format": "png"}, session=s)["data"]
@@ -168,7 +169,7 @@ def check_page(probe: dict, errors: list[str]) -> None:
 
 
 def test_report_in_chromium(tmp_path, chromium):
-    run = make_run(tmp_path, "oracle", quality=0.9, report_text=XSS)
+    run = make_v2_run(tmp_path, "oracle", quality=0.9, report_text=XSS)
     probe, errors = chromium.open(write_report(run), tmp_path / "report.png")
     check_page(probe, errors)
     assert XSS.split(" No effusion")[0] in probe["text"]  # the payload is visible, as text
@@ -190,3 +191,67 @@ def test_leaderboard_in_chromium(tmp_path, chromium):
     check_page(probe, errors)
     assert evil in probe["text"] and "≈ best" in probe["text"]
     keep(tmp_path / "leaderboard.png")
+
+
+# What a reader sees in a joint_pairs report: per gallery card the label-set headers, the rows drawn
+# as disagreeing (their computed colours), the memorization distances in page order, per-label tables.
+JOINT_PROBE = """(() => {
+  const h2 = Array.from(document.querySelectorAll('h2'));
+  const after = (title) => { const h = h2.find(e => e.textContent.startsWith(title)); return h ? h.nextElementSibling : null; };
+  const gallery = [];
+  let el = after('Sample gallery');
+  while (el && el.tagName !== 'H2') {
+    el.querySelectorAll && el.querySelectorAll('section.sample').forEach(sec => {
+      const rows = Array.from(sec.querySelectorAll('table.labels tbody tr'));
+      gallery.push({
+        id: sec.querySelector('.head code').textContent,
+        headers: Array.from(sec.querySelectorAll('table.labels th')).map(th => th.textContent),
+        disagree: rows.filter(r => r.classList.contains('disagree')).map(r => ({
+          text: r.innerText, bg: getComputedStyle(r.cells[1]).backgroundColor, color: getComputedStyle(r.cells[1]).color})),
+        agree_bg: rows.filter(r => !r.classList.contains('disagree')).map(r => getComputedStyle(r.cells[1]).backgroundColor),
+      });
+    });
+    el = el.nextElementSibling;
+  }
+  const perLabel = h2.filter(h => h.textContent.startsWith('Per-label table')).map(h => {
+    let t = h.nextElementSibling; while (t && t.tagName !== 'TABLE') t = t.nextElementSibling;
+    const rows = t ? Array.from(t.querySelectorAll('tbody tr')) : [];
+    return {title: h.textContent, rows: rows.length, empty_cells: rows.flatMap(r => Array.from(r.cells)).filter(c => !c.textContent.trim()).length,
+            visible: t ? t.getBoundingClientRect().height > 20 : false};
+  });
+  return {
+    gallery, perLabel,
+    distances: Array.from(document.querySelectorAll('.neigh figure.gen .dist')).map(e => parseFloat(e.textContent)),
+    neighbourImages: document.querySelectorAll('.neigh figure:not(.gen) img').length,
+    images: Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth})),
+    scripts: document.scripts.length,
+  };
+})()"""
+
+
+def check_joint_report(probe: dict, run: Path) -> None:
+    broken = [i["alt"] for i in probe["images"] if not (i["complete"] and i["width"] > 0)]
+    assert broken == [] and probe["scripts"] == 0
+    cards = probe["gallery"]
+    assert cards, "the gallery shows no sample"
+    for c in cards:  # reference and generated labels, side by side
+        assert "reference" in c["headers"] and any("image" in h for h in c["headers"]) and any("report" in h for h in c["headers"])
+    marked = {c["id"] for c in cards if c["disagree"]}
+    shown = {c["id"] for c in cards}
+    assert marked == set(disagreeing_ids(run)) & shown and marked
+    red = {(d["bg"], d["color"]) for c in cards for d in c["disagree"]}
+    assert red == {("rgb(254, 226, 226)", "rgb(185, 28, 28)")}  # the caption says red: it is
+    assert all("✗" in d["text"] for c in cards for d in c["disagree"])
+    assert "rgb(254, 226, 226)" not in {bg for c in cards for bg in c["agree_bg"]}
+    d = probe["distances"]
+    assert len(d) >= 3 and d == sorted(d)
+    assert probe["perLabel"] and all(t["rows"] > 0 and t["empty_cells"] == 0 and t["visible"] for t in probe["perLabel"])
+
+
+def test_joint_pairs_report_in_chromium(tmp_path, chromium):
+    run = make_v2_run(tmp_path, "oracle", quality=0.9, n=16)
+    probe, errors = chromium.open(write_report(run, gallery_size=16), tmp_path / "joint_pairs_report.png", JOINT_PROBE)
+    assert errors == []
+    check_joint_report(probe, run)
+    assert probe["neighbourImages"] > 0
+    keep(tmp_path / "joint_pairs_report.png")
