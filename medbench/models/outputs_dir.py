@@ -79,7 +79,8 @@ class OutputsDirModel:
                     missing.append(f"{r.sample_id} ({modality}: {stem}{'.png' if modality == 'image' else '.txt'})")
                     continue
                 if len(names) > 1:
-                    bad.append(f"{self.root / names[0]}: several {modality} files for one id: {', '.join(names)} (sample {r.sample_id!r})")
+                    named = self.root / f"{stem}{'.png' if modality == 'image' else '.txt'}"
+                    bad.append(f"{named}: several {modality} files for one id: {', '.join(names)} (sample {r.sample_id!r})")
                     continue
                 path = self.root / names[0]
                 problem = (image_problem(path, self.root) if modality == "image"
