@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_report_models import build_bertscore_distilbert, metric_context, report_pairs, run_family  # noqa: E402
+from tiny_report_models import (  # noqa: E402
+    WEIGHT_KINDS, build_bertscore_distilbert, metric_context, parity_weights, report_pairs, run_family,
+)
 
 from medbench.metrics.base import MetricUnavailable  # noqa: E402
 from medbench.metrics.report_models import bertscore  # noqa: E402
@@ -21,10 +23,15 @@ def weights(tmp_path_factory) -> Path:
     return build_bertscore_distilbert(tmp_path_factory.mktemp("weights"))
 
 
-def test_parity_with_radeval(weights, tmp_path):
+@pytest.fixture(scope="module", params=WEIGHT_KINDS)
+def parity(request, tmp_path_factory) -> Path:
+    return parity_weights(request, tmp_path_factory, build_bertscore_distilbert, ("bertscore-distilbert-base-uncased",))
+
+
+def test_parity_with_radeval(parity, tmp_path):
     refs, hyps = report_pairs(26)
-    folder = weights / "bertscore-distilbert-base-uncased"
-    metric = bertscore.bertscore_factory(metric_context(weights, tmp_path))
+    folder = parity / "bertscore-distilbert-base-uncased"
+    metric = bertscore.bertscore_factory(metric_context(parity, tmp_path))
     stats = run_family(metric, refs, hyps, batch=len(refs))  # one batch, as the package scores them
     ours = metric.compute(stats)
     # radeval's own wrapper (raw F1) and its scorer with the package's rescaling (baseline of distilbert L5)
@@ -44,7 +51,7 @@ def test_parity_with_radeval(weights, tmp_path):
     np.testing.assert_allclose(stats["recall"], raw_p[1].numpy(), atol=1e-6)
     assert set(metric.per_sample(stats)) == set(ours)
     # other batchings pad differently: float32 noise, amplified by 1 / (1 - baseline) when rescaled
-    batched = run_family(bertscore.bertscore_factory(metric_context(weights, tmp_path)), refs, hyps, batch=4)
+    batched = run_family(bertscore.bertscore_factory(metric_context(parity, tmp_path)), refs, hyps, batch=4)
     np.testing.assert_allclose(batched["f1"], stats["f1"], atol=1e-6)
     np.testing.assert_allclose(batched["f1_rescaled"], stats["f1_rescaled"], atol=1e-5)
 

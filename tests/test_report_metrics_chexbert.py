@@ -8,7 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_report_models import build_chexbert, metric_context, report_pairs, run_family  # noqa: E402
+from tiny_report_models import WEIGHT_KINDS, build_chexbert, metric_context, parity_weights, report_pairs, run_family  # noqa: E402
 
 from medbench.metrics.base import MetricUnavailable  # noqa: E402
 from medbench.metrics.report_models import chexbert  # noqa: E402
@@ -20,11 +20,16 @@ def weights(tmp_path_factory) -> Path:
     return build_chexbert(tmp_path_factory.mktemp("weights"))
 
 
+@pytest.fixture(scope="module", params=WEIGHT_KINDS)
+def parity(request, tmp_path_factory) -> Path:
+    return parity_weights(request, tmp_path_factory, build_chexbert, ("chexbert",))
+
+
 @pytest.fixture(scope="module")
-def reference(weights):
+def reference(parity):
     """radeval's F1CheXbert built by its own constructor, its hub lookups pointed at the local files."""
     f1c = radeval_import("radeval.metrics.f1chexbert.f1chexbert")
-    folder = weights / "chexbert"
+    folder = parity / "chexbert"
     mp = pytest.MonkeyPatch()
     mp.setattr(f1c, "hf_hub_download", lambda repo_id, filename, cache_dir=None: str(folder / filename))
     for name in ("AutoConfig", "BertTokenizer"):
@@ -56,24 +61,24 @@ def test_label_names_are_radevals(reference):
     assert tuple(reference.TOP5) == chexbert.TOP5
 
 
-def test_parity_with_radeval(weights, reference, tmp_path):
+def test_parity_with_radeval(parity, reference, tmp_path):
     refs, hyps = report_pairs(30)
-    metric = chexbert.chexbert_factory(metric_context(weights, tmp_path))
+    metric = chexbert.chexbert_factory(metric_context(parity, tmp_path))
     stats = run_family(metric, refs, hyps, batch=4)
     ours = metric.compute(stats)
     cr, cr5 = radeval_reports(reference, hyps, refs)
     got_labels = np.concatenate([metric.label(refs), metric.label(hyps)])
-    assert got_labels.std(0).max() > 0, "tiny model labels do not vary: the parity would be vacuous"
+    assert got_labels.std(0).max() > 0, "labels do not vary: the parity would be vacuous"
     assert (got_labels == np.asarray(reference.get_labels(refs) + reference.get_labels(hyps))).all()
     for k, table in (("5", cr5), ("14", cr)):
         for avg, key in (("micro", "micro avg"), ("macro", "macro avg"), ("weighted", "weighted avg"), ("example", "samples avg")):
             assert ours[f"clinical.chexbert.f1_{avg}{k}"] == pytest.approx(table[key]["f1-score"], abs=1e-9), (avg, k)
 
 
-def test_stats_are_sufficient_for_resampling(weights, reference, tmp_path):
+def test_stats_are_sufficient_for_resampling(parity, reference, tmp_path):
     """compute() on resampled rows equals radeval on the resampled reports (what the bootstrap relies on)."""
     refs, hyps = report_pairs(20, seed=3)
-    metric = chexbert.chexbert_factory(metric_context(weights, tmp_path))
+    metric = chexbert.chexbert_factory(metric_context(parity, tmp_path))
     stats = run_family(metric, refs, hyps)
     idx = np.random.default_rng(0).integers(0, len(refs), len(refs))
     ours = metric.compute({k: v[idx] for k, v in stats.items()})

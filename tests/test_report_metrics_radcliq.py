@@ -6,7 +6,7 @@ from medbench.metrics.report_models import radcliq
 from medbench.metrics.report_models._radeval import radeval_import
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def radeval_composite():
     """radeval's CompositeMetric with its scorers' constructors skipped (they need hub weights) and
     its component computation replaced by given scores: only the fixed linear model is exercised."""

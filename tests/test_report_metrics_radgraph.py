@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_report_models import build_radgraph, metric_context, report_pairs, run_family  # noqa: E402
+from tiny_report_models import WEIGHT_KINDS, build_radgraph, metric_context, parity_weights, report_pairs, run_family  # noqa: E402
 
 from medbench.metrics.base import MetricUnavailable  # noqa: E402
 from medbench.metrics.report_models import radgraph  # noqa: E402
@@ -35,13 +35,18 @@ def package_cache(weights: Path, where: Path) -> Path:
     return where
 
 
-def test_parity_with_radeval(weights, tmp_path):
+@pytest.fixture(scope="module", params=WEIGHT_KINDS)
+def parity(request, tmp_path_factory) -> Path:
+    return parity_weights(request, tmp_path_factory, build_radgraph, ("radgraph-xl",))
+
+
+def test_parity_with_radeval(parity, tmp_path):
     refs, hyps = report_pairs(14, seed=1)
-    metric = radgraph.radgraph_factory(metric_context(weights, tmp_path))
+    metric = radgraph.radgraph_factory(metric_context(parity, tmp_path))
     stats = run_family(metric, refs, hyps, batch=4)
     ours = metric.compute(stats)
     core = radeval_import("radeval.metrics.radgraph._vendor.core")
-    ref = core.F1RadGraph(reward_level="all", model_type="radgraph-xl", model_cache_dir=str(package_cache(weights, tmp_path / "pkg")), cuda=-1)
+    ref = core.F1RadGraph(reward_level="all", model_type="radgraph-xl", model_cache_dir=str(package_cache(parity, tmp_path / "pkg")), cuda=-1)
     means, rewards, _, _ = ref(refs=refs, hyps=hyps)
     assert np.std(rewards[1]) > 1e-3, "tiny model rewards do not vary: the parity would be vacuous"
     for i, level in enumerate(radgraph.LEVELS):

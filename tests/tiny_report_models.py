@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from report_sentences import SENTENCES
@@ -207,3 +208,29 @@ def build_radgraph(root: Path, model_type: str = "radgraph-xl", seed: int = 0, h
     shutil.rmtree(staging)
     _pin(root, model_type)
     return Path(root)
+
+
+def parity_weights(request, tmp_path_factory, build, spec_names: tuple[str, ...]) -> Path:
+    """Weights for a parity test: the tiny models ("tiny"), or the user's real files ("real", marked
+    ``realweights``: $MEDBENCH_REAL_WEIGHTS or $MEDBENCH_WEIGHTS, skipped when they are not there)."""
+    import os
+
+    if request.param == "tiny":
+        return build(tmp_path_factory.mktemp("weights"))
+    from medbench.metrics.report_models import weights_specs
+    from medbench.weights import WeightsError, locate
+
+    root = os.environ.get("MEDBENCH_REAL_WEIGHTS") or os.environ.get("MEDBENCH_WEIGHTS")
+    if not root:
+        pytest.skip("realweights: set MEDBENCH_REAL_WEIGHTS (or MEDBENCH_WEIGHTS) to a folder with the published files")
+    for name in spec_names:
+        try:
+            found = locate(next(s for s in weights_specs.ALL if s.name == name), root)
+        except WeightsError as e:
+            pytest.skip(f"realweights: {e}")
+        if not found.verified:
+            pytest.skip(f"realweights: {name} under {root} is a local pin, not the published files")
+    return Path(root)
+
+
+WEIGHT_KINDS = ["tiny", pytest.param("real", marks=pytest.mark.realweights)]
