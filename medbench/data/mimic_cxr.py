@@ -162,9 +162,7 @@ def _image_suffix(root: Path, rows: list[dict], fmt: str) -> str:
 
 def _report(reports_root: Path, subject: str, study: str, protocol, max_chars: int):
     path = os.path.join(str(reports_root), "files", f"p{subject[:2]}", f"p{subject}", f"s{study}.txt")
-    if not os.path.isfile(path):
-        return None, "report file not found", path
-    text, problem = read_report(Path(path), max_chars, root=reports_root)
+    text, problem = read_report(path, max_chars)  # a missing file -> "report file not found"
     if problem:
         return None, problem, path
     report, problem = protocol.apply(text)

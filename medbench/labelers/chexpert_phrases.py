@@ -90,6 +90,9 @@ PRE_NEGATION_UNCERTAINTY = [
     (r"(?:cannot|can not|could not|can't) (?:be )?(?:entirely |completely |definitely )?(?:exclude|rule out)", "fwd", None),
     (r"(?:cannot|can not|could not|can't|may not|is not|are not|not) (?:be )?(?:entirely |completely |definitely )?" + _EXCLUDE, "bwd", None),
     (r"no evidence to rule out", "fwd", None),
+    # "heart size is upper limits normal or mildly enlarged": a hedge between normal and enlarged
+    (r"(?:(?:at )?(?:the )?upper limits? (?:of )?|top |high |borderline )?normal,? or (?:\w+ly )?(?:enlarged|increased|prominent)",
+     "bwd", None),
     (r"no new(?: area of| areas of)?", "fwd", None),
 ]
 
@@ -109,7 +112,7 @@ NEGATION = [
     (r"(?:is|are|appears?|remains?|otherwise|now)? ?(?:normal|unremarkable)(?: in (?:size|appearance|caliber|contour))?"
      r"(?=\s*(?:$|[.,;:]|and\b|or\b|but\b|with\b|without\b|for\b|given\b|allowing\b))", "bwd", None),
     (r"(?:of |is |are )?(?:normal|unremarkable) (?:size|caliber|appearance|configuration|contour)", "bwd", None),
-    (r"(?:at the |at )?upper limits? of normal|within normal limits", "bwd", None),
+    (r"(?:at the |at )?upper limits? (?:of )?normal|within normal limits", "bwd", None),
 ]
 SILHOUETTE_OBSCURED = r"obscur\w*"  # "X silhouette is obscured" is negative for a silhouette mention
 
@@ -119,13 +122,13 @@ POST_NEGATION_UNCERTAINTY = [
      r"|concerning for|suggestion of|favor|favors|consider|considered|maybe|differential diagnosis includes"
      r"|differential includes|differential diagnosis|compatible with|secondary to"
      r"|correlate clinically for|clinical correlation for|correlation for symptoms of", "fwd", None),
-    (r"(?:is|are) suspected|suspected|(?:is|are) possible|(?:is|are) questionable"
+    (r"(?:is|are) suspected|(?:is|are) possible|(?:is|are) questionable|(?:is|are) less likely"
      r"|(?:may|might|could|can) (?:also )?(?:be )?(?:\w+ly )?(?:present|enlarged|seen|noted|appear)"
      r"|(?:is|are) (?:poorly|incompletely) (?:evaluated|assessed|visualized)|poorly evaluated"
      r"|(?:is|are|was|were) not (?:well )?(?:evaluated|visualized|assessed)|not clearly (?:seen|visualized)"
      r"|(?:is|are|was|were) not appreciated|(?:cannot|can not) be (?:evaluated|assessed)", "bwd", None),
-    (r"versus|vs|obscur\w*|borderline", "both", None),
-    (r"or", "both", 4),  # X or Y
+    (r"versus|vs|obscur\w*|borderline|suspected", "both", None),
+    (r"or", "both", 2),  # X or Y: the two coordinated nouns, not a subject three words back
 ]
 
 # Mentions that the original always calls uncertain unless negated (post-negation patterns).
@@ -136,7 +139,7 @@ ALWAYS_UNCERTAIN = ("vascular congestion", "pulmonary congestion", "indistinctne
 CARDIAC_HEADS = ("cardiomediastinal", "pericardial", "mediastinal", "mediastinum", "cardiomediastinum", "contour",
                  "configuration", "silhouette", "size", "heart", "shadow")
 CARDIAC_STABLE = [
-    (r"stable|unchanged|not changed|no change in|without change in|similar to (?:the )?(?:prior|previous)"
+    (r"(?:but |and )?(?:stable|unchanged)|not changed|no change in|without change in|similar to (?:the )?(?:prior|previous)"
      r"|similar in appearance|stable appearance of|not significantly changed", "both", None),
 ]
 
@@ -150,5 +153,5 @@ PSEUDO = [
 # enlarged"), they may sit inside a subject list that a post-trigger reaches back over.
 TERMINATORS = r";|:|\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bwhich\b|\bexcept\b|\baside from\b|\bapart from\b" \
               r"|\bwith\b|\bwhereas\b|\bwhile\b"
-FORWARD_TERMINATORS = r"\band (?:the|a|an|there)\b|\bthere (?:is|are|was|were|has been|have been)\b"
+FORWARD_TERMINATORS = r"\band\b(?= (?:the|a|an|there)\b)|\bthere (?:is|are|was|were|has been|have been)\b"
 COORDINATORS = r"\b(?:and|or|nor)\b"
