@@ -31,6 +31,7 @@ from pathlib import Path
 from PIL import Image, ImageFile
 
 from medbench.data.base import BadSample, Dataset
+from medbench.errors import UserError
 from medbench.records import Sample
 
 MAX_REPORT_CHARS = 20_000
@@ -44,7 +45,7 @@ MAX_IMAGE_BYTES = 1 << 30  # 1 GiB: larger image files are refused before readin
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a labels/manifest line longer than this is refused, not read whole
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset cannot be used as it is; the message says which files and why."""
 
 
