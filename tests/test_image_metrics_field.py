@@ -326,5 +326,7 @@ def test_reid_without_weights_names_the_file(tmp_path, monkeypatch):
     from medbench.metrics.reid import factory
 
     monkeypatch.setenv("MEDBENCH_WEIGHTS", str(tmp_path))
-    with pytest.raises(MetricUnavailable, match="siamese_resnet50.pth"):
-        factory(ctx())
+    samples = make_samples(tmp_path / "real", 2, 14)
+    metric = factory(ctx(reference=samples))  # cheap: nothing located yet (compare rebuilds runs this way)
+    with pytest.raises(MetricUnavailable, match=str(tmp_path / "chexgenbench-reid" / "siamese_resnet50.pth")):
+        metric.update(scored(samples, tiny.blob_images(2, 15, 90)))

@@ -100,13 +100,8 @@ class ReID(Metric):
     higher_is_better = {f"{FAMILY}.score@{TAG}": False, f"{FAMILY}.rate@{TAG}": False, f"{FAMILY}.score_floor@{TAG}": False}
 
     def __init__(self, weights_root: str | None = None, reference: list | None = None, seed: int = 0):
-        from medbench.features.field_weights import CHEXGENBENCH_REID, find
-
-        try:
-            self.found = find(CHEXGENBENCH_REID, weights_root)
-        except ValueError as e:  # WeightsError names the missing file
-            raise MetricUnavailable(f"{FAMILY}: {e}") from e
-        self.reference, self.seed = list(reference or []), seed
+        self.weights_root, self.reference, self.seed = weights_root, list(reference or []), seed
+        self.found = None  # located at the first update (rebuilding a stored run for compare needs no weights)
         self._net = None
         self._partner: dict[str, Any] | None = None
         self._rows: dict[str, list[np.ndarray]] = {"gen": [], "floor": []}
@@ -117,12 +112,16 @@ class ReID(Metric):
 
     @property
     def weights_sha256(self) -> dict[str, str]:
-        return self.found.provenance()
+        return self.found.provenance() if self.found is not None else {}
 
     def net(self):
         if self._net is None:
-            from medbench.features.field_weights import REID_FILE
+            from medbench.features.field_weights import CHEXGENBENCH_REID, REID_FILE, find
 
+            try:
+                self.found = find(CHEXGENBENCH_REID, self.weights_root)
+            except ValueError as e:  # WeightsError names the missing file
+                raise MetricUnavailable(f"{FAMILY}: {e}") from e
             self._net = load_siamese(self.found.path(REID_FILE))
         return self._net
 
@@ -149,6 +148,7 @@ class ReID(Metric):
         return self._partner
 
     def update(self, batch: list[Scored]) -> None:
+        self.net()
         partner = self._partners()
         real = [s.sample.image_path for s in batch]
         self._rows["gen"].append(self.scores([s.output.image for s in batch], real))
@@ -165,7 +165,7 @@ class ReID(Metric):
                 f"{FAMILY}.score_floor@{TAG}": float(f.mean()) if len(f) else nan}
 
     def extras(self) -> dict[str, Any]:
-        return {"weights": self.found.provenance(), "verified_weights": self.found.verified,
+        return {"weights": self.weights_sha256, "verified_weights": self.found.verified if self.found else None,
                 "notes": "one generation per sample (CheXGenBench: 10 per prompt, mean and max); the threshold 0.5 is "
                          "the siamese network's decision point"}
 
