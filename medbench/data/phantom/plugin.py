@@ -23,7 +23,7 @@ def phantom_options(options: dict | None) -> dict:
     non-integers and out-of-range values are an OptionError naming the known options."""
     given = dict(options or {})
     home = given.pop("home", None)
-    out = resolve(OPTIONS, given, owner="the phantom datasets", flag="--dataset-opt")
+    out = resolve(OPTIONS, given, owner="the phantom dataset", flag="--dataset-opt")
     return out | ({"home": home} if home is not None else {})
 
 
