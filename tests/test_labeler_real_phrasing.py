@@ -2,7 +2,7 @@
 
 Each line holds a report sentence (or a short report) in MIMIC-CXR / IU X-Ray style and the labels
 stanfordmlgroup/chexpert-labeler's rules give it (14 observations, 1 / 0 / -1, absent = blank,
-No Finding by the original's rule); docs/labeler.md lists where medbench decides differently.
+No Finding by the original's rule); docs/data.md lists where medbench decides differently.
 """
 from __future__ import annotations
 
