@@ -292,3 +292,28 @@ def test_fidelity_paired_fast_path_equals_direct():
     for name in (f"image.{s}@{m.tag}" for s in ("fid", "kid", "precision", "recall", "density", "coverage")):
         assert fast[name].p_value == direct[name].p_value, name
         assert (fast[name].ci_low, fast[name].ci_high) == pytest.approx((direct[name].ci_low, direct[name].ci_high), abs=1e-6), name
+
+
+@pytest.mark.gpu
+def test_fidelity_fast_path_on_cuda_equals_cpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from medbench.metrics.fidelity_weighted import weighted_fid_two
+
+    rng = np.random.default_rng(11)
+    stats, patients = fidelity_stats(rng, 600, 64), patients_of(600, seed=4)
+    gen, ref = stats["gen_features"][4:].astype(np.float64), stats["ref_features"][4:].astype(np.float64)
+    w = np.concatenate(list(resample_weights(patients[4:], 30, seed=0)))
+    np.testing.assert_allclose(weighted_fid_two(w, gen, w, ref, "cuda"), weighted_fid_two(w, gen, w, ref, "cpu"), rtol=0, atol=1e-6)
+
+
+def test_fidelity_torch_path_equals_numpy_path_on_the_cpu():
+    """The CUDA code path's torch implementation, run on the CPU, against the numpy feature side."""
+    from medbench.metrics.fidelity_weighted import _fid_feature_side, _fid_feature_side_torch
+
+    rng = np.random.default_rng(12)
+    stats, patients = fidelity_stats(rng, 200, 10), patients_of(200, seed=5)
+    gen, ref = stats["gen_features"][4:].astype(np.float64), stats["ref_features"][4:].astype(np.float64)
+    w = np.concatenate(list(resample_weights(patients[4:], 25, seed=0)))
+    np.testing.assert_allclose(_fid_feature_side_torch(w, gen, w, ref, "cpu"), _fid_feature_side(w, gen, w, ref), rtol=0, atol=1e-8)

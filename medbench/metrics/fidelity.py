@@ -100,8 +100,8 @@ class ImageFidelity(WeightedBootstrap, Metric):
     name = "image.fidelity"
 
     def __init__(self, extractor, seed: int = 0, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
-                 prc_k: int = PRC_K, prdc_k: int = PRDC_K, batch_size: int = 64):
-        self.extractor = extractor
+                 prc_k: int = PRC_K, prdc_k: int = PRDC_K, batch_size: int = 64, device: str = "cpu"):
+        self.extractor, self.device = extractor, device  # device: where the bootstrap's FID linear algebra runs
         self.seed, self.kid_subsets, self.kid_subset_size = seed, kid_subsets, kid_subset_size
         self.prc_k, self.prdc_k, self.batch_size = prc_k, prdc_k, batch_size
         self.has_logits = "logits" in extractor.outputs()  # a softmax classifier head (Inception)
@@ -225,7 +225,7 @@ class ImageFidelity(WeightedBootstrap, Metric):
             gen, ref = gen_all[keep].astype(np.float64), ref_all[keep].astype(np.float64)
             halves = split_half(len(ref), self.seed) if len(ref) >= 4 else None
             with threadpool_limits(1, user_api="blas"):
-                self._fast = (gen_all, ref_all, WeightedFidelity(gen, ref, self.prc_k, self.prdc_k, halves))
+                self._fast = (gen_all, ref_all, WeightedFidelity(gen, ref, self.prc_k, self.prdc_k, halves, self.device))
         with threadpool_limits(1, user_api="blas"):
             values = self._fast[2](w[:, keep])
         t = self.tag
@@ -257,7 +257,7 @@ def factory(ctx: MetricContext) -> ImageFidelity:
     opts = ctx.options
     ex = make_extractor(opts.get("extractor") or "phantom-encoder", opts.get("weights"))
     return ImageFidelity(ex, seed=ctx.seed, kid_subsets=opts.get("kid_subsets") or KID_SUBSETS,
-                         kid_subset_size=opts.get("kid_subset_size") or KID_SUBSET_SIZE)
+                         kid_subset_size=opts.get("kid_subset_size") or KID_SUBSET_SIZE, device=ctx.device or "cpu")
 
 
 @hookimpl

@@ -1,5 +1,6 @@
 """The image-fidelity bootstrap fast path: FID, KID, precision/recall, density/coverage of every
-resample at once from a (B, n) row-weight matrix (w[b, i] = how often resample b drew row i).
+resample at once from a (B, n) row-weight matrix (w[b, i] = how often resample b drew row i);
+FID's covariances and eigensolvers run in torch on a CUDA device when one is given.
 
 Nothing per resample touches the features beyond one weighted scatter: distances, kernels and
 sorted neighbour lists are computed once for the original rows and reused::
@@ -39,9 +40,9 @@ def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(lam, 0, None)).sum())
 
 
-def weighted_fid(w: np.ndarray, gen: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def weighted_fid(w: np.ndarray, gen: np.ndarray, ref: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(B,) FID of every resample (gen and ref rows drawn together)."""
-    return weighted_fid_two(w, gen, w, ref)
+    return weighted_fid_two(w, gen, w, ref, device)
 
 
 def poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -102,7 +103,8 @@ def inside_any(w: np.ndarray, dist_qb: np.ndarray, radii: np.ndarray, strict: bo
 class WeightedFidelity:
     """Everything the fast path reuses across resamples of one (gen, ref) feature set."""
 
-    def __init__(self, gen: np.ndarray, ref: np.ndarray, prc_k: int, prdc_k: int, floor_halves: tuple[np.ndarray, np.ndarray] | None):
+    def __init__(self, gen: np.ndarray, ref: np.ndarray, prc_k: int, prdc_k: int,
+                 floor_halves: tuple[np.ndarray, np.ndarray] | None, device: str = "cpu"):
         import torch
 
         from medbench.metrics.fidelity import _pairwise
@@ -119,11 +121,11 @@ class WeightedFidelity:
             self.pw_rg = _pairwise(ref, gen)
             self.prdc_ref = NeighbourRadii(_pairwise(ref, ref), prdc_k)
         self.big = big
-        self.floor_halves = floor_halves
+        self.floor_halves, self.device = floor_halves, device
 
     def __call__(self, w: np.ndarray) -> dict[str, np.ndarray]:
         m = w.sum(1)
-        out = {"fid": weighted_fid(w, self.gen, self.ref), "kid": weighted_kid(w, self.kxx, self.kyy, self.kxy),
+        out = {"fid": weighted_fid(w, self.gen, self.ref, self.device), "kid": weighted_kid(w, self.kxx, self.kyy, self.kxy),
                "kid_std": np.full(len(w), np.nan)}
         nan = np.full(len(w), np.nan)
         out.update(precision=nan, recall=nan, density=nan, coverage=nan, fid_floor=nan)
@@ -139,7 +141,7 @@ class WeightedFidelity:
             out["coverage"] = (w * covered_rows(w, self.pw_rg, r5)).sum(1) / m
         if self.floor_halves is not None:
             a, b = self.floor_halves
-            out["fid_floor"] = weighted_fid_two(w[:, a], self.ref[a], w[:, b], self.ref[b])
+            out["fid_floor"] = weighted_fid_two(w[:, a], self.ref[a], w[:, b], self.ref[b], self.device)
         return out
 
 
@@ -210,11 +212,45 @@ def _fid_sample_side(wa, xa, wb, xb) -> np.ndarray:
     return out
 
 
-def weighted_fid_two(wa: np.ndarray, xa: np.ndarray, wb: np.ndarray, xb: np.ndarray) -> np.ndarray:
+def _fid_feature_side_torch(wa, xa, wb, xb, device: str) -> np.ndarray:
+    """`_fid_feature_side` with torch on `device` (float64; batched Cholesky / eigvalsh)."""
+    import torch
+
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=device)  # noqa: E731
+    xa_c, xb_c = t(xa - xa.mean(0)), t(xb - xb.mean(0))
+    ca_, cb_ = t(xa.mean(0)), t(xb.mean(0))
+    d = xa.shape[1]
+    step = max(1, (1 << 27) // (d * max(len(xa), len(xb))))  # bounds the (step, n, d) weighted rows
+    out = []
+    for s in range(0, len(wa), step):
+        res = []
+        for w, xc, centre in ((t(wa[s:s + step]), xa_c, ca_), (t(wb[s:s + step]), xb_c, cb_)):
+            m = w.sum(1)
+            delta = (w @ xc) / m[:, None]
+            scatter = torch.einsum("bn,nd,ne->bde", w, xc, xc)
+            cov = (scatter - m[:, None, None] * delta[:, :, None] * delta[:, None, :]) / (m - 1)[:, None, None]
+            res.append((m, delta + centre, cov))
+        (ma, mua, ca), (mb, mub, cb) = res
+        L, info = torch.linalg.cholesky_ex(ca)
+        bad = info != 0
+        if bad.any():  # singular S1: its PSD square root instead
+            v, U = torch.linalg.eigh(ca[bad])
+            L[bad] = U * v.clamp(min=0).sqrt()[:, None, :]
+        lam = torch.linalg.eigvalsh(L.transpose(1, 2) @ cb @ L).clamp(min=0)
+        diff = mua - mub
+        fid = (diff * diff).sum(1) + ca.diagonal(dim1=1, dim2=2).sum(1) + cb.diagonal(dim1=1, dim2=2).sum(1) - 2 * lam.sqrt().sum(1)
+        fid = torch.where((ma >= 2) & (mb >= 2), fid, torch.full_like(fid, float("nan")))
+        out.append(fid.cpu().numpy())
+    return np.concatenate(out)
+
+
+def weighted_fid_two(wa: np.ndarray, xa: np.ndarray, wb: np.ndarray, xb: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(B,) FID between the drawn rows of two sets (each with its own weights), on the smaller side:
     d x d covariances when the resamples hold more distinct rows than feature dimensions, else the
-    (rows x rows) cross-product of the centred rows."""
+    (rows x rows) cross-product of the centred rows. On a CUDA `device` the feature side runs in torch."""
     distinct = min(int((wa > 0).sum(1).min(initial=0)), int((wb > 0).sum(1).min(initial=0)))
+    if str(device).startswith("cuda"):
+        return _fid_feature_side_torch(wa, xa, wb, xb, device)
     if distinct > xa.shape[1]:
         return _fid_feature_side(wa, xa, wb, xb)
     return _fid_sample_side(wa, xa, wb, xb)
