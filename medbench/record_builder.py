@@ -71,10 +71,11 @@ def build_record(cfg, run_id: str, dataset, samples, results, skipped, provenanc
         warnings.append({"family": None, "metric": None,
                          "message": f"{summary['samples']} of {len(samples)} outputs were converted before scoring ({counts}); "
                                     f"see conversions in samples.jsonl"})
+    warnings += dataset_warnings(headers, native)
     provenance = {**provenance, "weights_sha256": weights}
     record: RunRecord = {
         "schema_version": SCHEMA_VERSION, "status": "complete", "run_id": run_id, "task": cfg.task.name, "model": cfg.model,
-        "dataset": cfg.dataset, "domain": dataset.domain, "split": cfg.task.split, "n": len(samples), "seed": cfg.seed,
+        "dataset": cfg.dataset, "request": cfg.task.request, "domain": dataset.domain, "split": cfg.task.split, "n": len(samples), "seed": cfg.seed,
         "protocol": cfg.protocol, "bootstrap": cfg.n_boot, "metrics": metrics, "primary_metric": cfg.task.primary_metric,
         "provenance": provenance, "skipped": skipped,
         "options": {"dataset": cfg.dataset_options, "model": cfg.model_options, "metric": cfg.metric_options,
@@ -88,6 +89,23 @@ def build_record(cfg, run_id: str, dataset, samples, results, skipped, provenanc
         "per_sample": per_sample_meta,
     }
     return record, {"scores": columns, "conversions": conversions}
+
+
+def dataset_warnings(headers, native) -> list[dict]:
+    """The scored reference images differ in size or mode: models were asked for the most common one."""
+    from collections import Counter
+
+    known = [h for h in headers if h is not None]
+    out = []
+    for what, values, main in (("sizes", Counter(f"{h[0][0]}x{h[0][1]}" for h in known),
+                                f"{native[0][0]}x{native[0][1]}" if native[0] else None),
+                               ("modes", Counter(h[1] for h in known), native[1])):
+        if len(values) > 1:
+            shown = ", ".join(f"{k} ({v})" for k, v in values.most_common(5)) + (" ..." if len(values) > 5 else "")
+            out.append({"family": None, "metric": None,
+                        "message": f"the scored reference images have {len(values)} different {what}: {shown}; models were "
+                                   f"asked for {main}, and the metrics resize/convert the others before comparing"})
+    return out
 
 
 def sample_rows(cfg, samples, entries, details, folder) -> list[dict[str, Any]]:

@@ -95,6 +95,7 @@ class RunRecord(TypedDict):
     task: str
     model: str
     dataset: str
+    request: str  # v2: the task's request kind (report->image, image->report, prompt->pair)
     domain: str
     split: str
     n: int  # samples scored
@@ -132,6 +133,7 @@ def migrate_v1(record: dict) -> dict:
     out.setdefault("dataset_info", {"name": record.get("dataset"), "source": None, "image_size": None,
                                     "image_mode": None, "preprocessing": {}})
     out.setdefault("per_sample", {})
+    out.setdefault("request", None)  # v1 did not record it; config.json's task has it
     return out
 
 
@@ -161,4 +163,10 @@ def load_record(path: Path) -> RunRecord:
                         f"(this medbench reads {', '.join(map(str, SUPPORTED))}; a newer medbench wrote it?)")
     while record["schema_version"] != SCHEMA_VERSION:
         record = MIGRATIONS[record["schema_version"]](record)
+    if record.get("request") is None:  # a migrated v1 record: the request kind is in config.json's task
+        try:
+            task = json.loads((path.parent / "config.json").read_text(encoding="utf-8")).get("task") or {}
+            record["request"] = task.get("request") if isinstance(task, dict) else None
+        except (OSError, ValueError):
+            pass
     return record

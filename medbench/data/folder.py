@@ -49,6 +49,12 @@ def load_folder(root: Path, *, name: str, domain: str | None = None,
     flat = not split_dirs
     if flat:
         split_dirs = [("test", root)]
+    else:
+        stray = [stem for stem, (images, report) in _scan(root).items() if images and report]
+        if stray:
+            raise DatasetError(f"{root}: has split folders ({', '.join(s for s, _ in split_dirs)}) and also {len(stray)} "
+                               f"image+report pair(s) directly in it (e.g. {sorted(stray)[0]}), which that layout ignores: "
+                               f"move them into {root / 'test'} or remove the split folders to read {root} as a flat folder")
 
     bad: list[BadSample] = []
     labels = _LabelTable(bad)
@@ -121,12 +127,14 @@ def _pair_to_sample(stem, split, images, report_file, labels, domain, max_report
     if row is None:  # the id's label line was broken or duplicated: already reported
         return None
     values, problem = normalize_labels(row.get("labels"))
+    if not problem:
+        problem = field_types_problem(row)
     if problem:
         bad.append(BadSample(stem, row["_where"], problem))
         return None
     return Sample(
         id=stem,
-        patient_id=str(row.get("patient_id") or stem),
+        patient_id=patient_of(row, stem),
         domain=str(row.get("domain") or domain or DEFAULT_DOMAIN),
         split=split,
         image_path=images[0],
@@ -134,6 +142,24 @@ def _pair_to_sample(stem, split, images, report_file, labels, domain, max_report
         labels=values,
         prompt=row.get("prompt") or None,
     )
+
+
+def field_types_problem(row: dict) -> str | None:
+    """patient_id must be a string or an integer, prompt and domain strings: nothing is coerced
+    (a list patient id is not turned into the string "['a', 'b']")."""
+    pid = row.get("patient_id")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
+        return f"patient_id must be a string or an integer, got {type(pid).__name__} {pid!r}"
+    for key in ("prompt", "domain"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return f"{key} must be a string, got {type(row[key]).__name__} {row[key]!r}"
+    return None
+
+
+def patient_of(row: dict, sample_id: str) -> str:
+    """The row's patient id (0 is an id like any other), else the sample id."""
+    pid = row.get("patient_id")
+    return sample_id if pid is None or pid == "" else str(pid)
 
 
 class _LabelTable:
@@ -190,7 +216,7 @@ class _LabelTable:
 
 def _parse_label_line(raw: bytes) -> tuple[dict | None, str | None]:
     try:
-        row = json.loads(raw.decode("utf-8"))
+        row = json.loads(raw.decode("utf-8-sig"))  # a BOM (first line of a Windows-written file) is allowed
     except UnicodeDecodeError as e:
         return None, f"labels line is not UTF-8 (byte offset {e.start} in the line)"
     except json.JSONDecodeError as e:

@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from medbench.data.base import BadSample, Dataset
-from medbench.data.folder import DEFAULT_DOMAIN, SPLITS
+from medbench.data.folder import DEFAULT_DOMAIN, SPLITS, field_types_problem, patient_of
 from medbench.data.validate import (MAX_LINE_BYTES, MAX_REPORT_CHARS, DatasetError, bounded_lines, file_problem,
                                     normalize_labels, read_report, report_problem)
 from medbench.records import Sample
@@ -89,7 +89,7 @@ def _jsonl_rows(path: Path):
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw.decode("utf-8"))
+            row = json.loads(raw.decode("utf-8-sig"))
         except UnicodeDecodeError as e:
             yield where, None, f"line is not UTF-8 (byte offset {e.start} in the line)"
             continue
@@ -188,16 +188,15 @@ def _row_to_sample(row: dict, where: str, base: Path, domain, max_report_chars, 
     if "_labels_error" in row:
         return fail(row["_labels_error"])
     labels, problem = normalize_labels(row.get("labels"))
-    if problem:
+    if problem or (problem := field_types_problem(row)):
         return fail(problem)
-    prompt = row.get("prompt")
     return Sample(
         id=sample_id,
-        patient_id=str(row.get("patient_id") or sample_id),
+        patient_id=patient_of(row, sample_id),
         domain=str(row.get("domain") or domain or DEFAULT_DOMAIN),
         split=split,
         image_path=image,
         report=report,
         labels=labels,
-        prompt=str(prompt) if prompt else None,
+        prompt=row.get("prompt") or None,
     )
