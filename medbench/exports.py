@@ -1,7 +1,7 @@
 """Safe text exports: CSV cells a spreadsheet will not run, Markdown cells that carry no HTML.
 
     from medbench.exports import csv_text, md_cell
-    csv_text([["model", "value"], ["=HYPERLINK(...)", 0.4]])   # -> "model,value\\n'=HYPERLINK(...),0.4\\n"
+    csv_text([["model", "value"], ["=HYPERLINK(...)", 0.4]])   # -> "model,value\\r\\n'=HYPERLINK(...),0.4\\r\\n"
     md_cell("a|b <img src=x>")                                  # -> "a\\|b &lt;img src=x&gt;"
 
 Spreadsheets (Excel, LibreOffice, Google Sheets) evaluate a cell that starts with ``= + - @``, a tab
@@ -32,9 +32,10 @@ def csv_cell(value: Any) -> Any:
 
 
 def csv_text(rows: Iterable[Iterable[Any]]) -> str:
-    """CSV text (``\\n`` line ends) of rows, every cell through `csv_cell`."""
+    """CSV text of rows (RFC 4180: CRLF line ends, so a cell holding CR or LF is quoted), every cell
+    through `csv_cell`."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\r\n")
     for row in rows:
         writer.writerow([csv_cell(v) for v in row])
     return buf.getvalue()

@@ -288,7 +288,7 @@ def write_leaderboard(store: Store, task: str, out: Path, **kwargs: Any) -> list
                                                                      format_p=format_p, title=title)
     paths = []
     for name, text in (("leaderboard.html", html), ("leaderboard.md", to_markdown(boards)), ("leaderboard.csv", to_csv(boards))):
-        (out / name).write_text(text, encoding="utf-8")
+        (out / name).write_text(text, encoding="utf-8", newline="")  # the CSV's CRLF as written
         paths.append(out / name)
     return paths
 

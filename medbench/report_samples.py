@@ -245,6 +245,6 @@ def write_samples_csv(run_dir: Path, entries: list[dict[str, Any]]) -> Path | No
     columns = list(dict.fromkeys(k for row in flat for k in row))
     path = run_dir / "samples.csv"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(csv_text([columns] + [[row.get(c) for c in columns] for row in flat]), encoding="utf-8")
+    tmp.write_text(csv_text([columns] + [[row.get(c) for c in columns] for row in flat]), encoding="utf-8", newline="")
     tmp.replace(path)
     return path
