@@ -153,7 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     note = f"train split from --train-dataset {train}" if train else None
     if not train and any("train split" in str(s.get("reason", "")) for s in record.get("skipped") or []):
         note = "this dataset has no train split: the families that need one were skipped; pass --train-dataset SPEC"
-    lines = console.summary_lines(record, key_metrics, train_note=note)
+    from medbench.registry import registry
+
+    lines = console.summary_lines(record, key_metrics, train_note=note, plugin_failures=registry().failures)
     if args.json:
         import json
 
@@ -264,7 +266,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     for name, module, help_text in (("report", "medbench.report", "write report.html for a run folder"),
                                     ("leaderboard", "medbench.leaderboard", "rank models of a task from the store"),
                                     ("compare", "medbench.compare", "paired comparison of two runs, with an optional CI gate"),
-                                    ("weights", "medbench.weights", "list, check or pin the local weights evaluators need")):
+                                    ("weights", "medbench.weights", "list, check or pin the local weights evaluators need"),
+                                    ("samples", "medbench.samples_cmd", "a run's per-sample log, worst cases first (samples.jsonl)")):
         p = sub.add_parser(name, help=help_text)
         _add_module_args(p, module, name, argv)
         add_output_flags(p)

@@ -54,7 +54,9 @@ def family_of(name: str, m: dict[str, Any]) -> str:
     return m.get("family") or name.rsplit(".", 1)[0]
 
 
-def summary_lines(record: dict[str, Any], key_metrics: Iterable[str] = (), train_note: str | None = None) -> list[str]:
+def summary_lines(record: dict[str, Any], key_metrics: Iterable[str] = (), train_note: str | None = None,
+                  plugin_failures: Iterable[tuple[str, str, str]] = ()) -> list[str]:
+    """The headline and the grouped table. ``plugin_failures``: the registry's (plugin, dist, error)."""
     metrics: dict[str, dict[str, Any]] = record.get("metrics") or {}
     names = list(metrics)
     width = max([len(n) for n in names] + [24])
@@ -76,6 +78,9 @@ def summary_lines(record: dict[str, Any], key_metrics: Iterable[str] = (), train
     families = [s for s in skipped if not str(s.get("what", "")).startswith("sample:")]
     for s in families:
         lines.append(f"{'  skipped':<10} {s.get('what', '').removeprefix('metric:')}: {s.get('reason', '')}")
+    for plugin, dist, error in plugin_failures:
+        last = (error.strip().splitlines() or ["?"])[-1]
+        lines.append(f"{'  plugin':<10} {plugin} ({dist}) failed to load and was left out: {last}")
     bad = len(skipped) - len(families)
     if bad:
         lines.append(f"{'  skipped':<10} {bad} bad sample(s) left out (--on-bad-sample skip); listed in run.json skipped[]")

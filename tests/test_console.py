@@ -61,3 +61,11 @@ def test_key_metric_patterns_and_json():
     out = summary_json(RECORD, "/runs/x", key_metrics=("nlg.coco.*",))
     assert out["primary_metric"]["name"] == "pair.consistency.f1" and out["primary_metric"]["value"] == 0.9
     assert out["key_metrics"] == ["nlg.coco.bleu4", "nlg.coco.cider"] and out["run_dir"] == "/runs/x"
+
+
+def test_a_plugin_that_failed_to_load_is_named_in_the_headline():
+    failures = [("qa-broken", "qa-broken 0.1", "Traceback ...\nImportError: No module named 'nothing'")]
+    lines = summary_lines(RECORD, plugin_failures=failures)
+    (line,) = [x for x in lines if "qa-broken" in x]
+    assert "failed to load and was left out: ImportError: No module named 'nothing'" in line
+    assert lines.index(line) < lines.index("nlg.coco")  # in the headline, before the table
