@@ -108,6 +108,15 @@ def test_compressed_and_colour_files_decode(name):
     assert got.image.mode == ("L" if ds.PhotometricInterpretation.startswith("MONOCHROME") else "RGB")
 
 
+def test_bytes_already_read_give_the_same_image():
+    path = bundled("MR_small_RLE.dcm")
+    with open(path, "rb") as f:
+        data = f.read()
+    assert read_dicom(path, data=data).image.tobytes() == read_dicom(path).image.tobytes()
+    with pytest.raises(DicomError, match=r"^named\.dcm: not a readable DICOM file"):
+        read_dicom("named.dcm", data=b"not dicom")
+
+
 def test_ybr_is_converted_to_rgb_like_pydicom():
     path = bundled("SC_ybr_full_422_uncompressed.dcm")
     assert np.array_equal(np.asarray(read_dicom(path).image), pydicom.dcmread(path).pixel_array)

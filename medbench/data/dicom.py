@@ -66,8 +66,12 @@ def open_image(path) -> Image.Image:
         return im.copy()
 
 
-def read_dicom(path, *, bits: int = 8) -> DicomImage:
-    """Decode one single-frame DICOM file to a display image (see the module docstring)."""
+def read_dicom(path, *, bits: int = 8, data: bytes | None = None) -> DicomImage:
+    """Decode one single-frame DICOM file to a display image (see the module docstring).
+
+    `data`: the file's bytes when the caller has already read them (`path` then only names it in messages)."""
+    import io
+
     import numpy as np
     import pydicom
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
@@ -76,7 +80,7 @@ def read_dicom(path, *, bits: int = 8) -> DicomImage:
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path if data is None else io.BytesIO(data))
     except FileNotFoundError:
         raise DicomError(f"{path}: DICOM file not found") from None
     except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as e:
