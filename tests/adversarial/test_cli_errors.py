@@ -207,3 +207,19 @@ def test_a_store_write_that_fails_still_prints_the_table(cli, tmp_path, tiny_fol
 def test_weights_flag_sets_the_root(cli, tmp_path):
     assert_one_line(cli(*I2T, "--weights", str(tmp_path / "nope")), 2, "--weights", "not a folder")
     os.environ.pop("MEDBENCH_WEIGHTS", None)
+
+
+def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(capsys):
+    from medbench.cli import report_error
+
+    try:
+        {}["missing"]  # a KeyError that is not an unknown-plugin error: a bug, not the user's input
+    except KeyError as e:
+        assert report_error(e) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("medbench: internal error (KeyError): this is a bug")
+
+
+@pytest.mark.xfail(strict=True, reason="needs runner.execute to call run_checks.check_sample_count after select_samples")
+def test_C11_n_above_what_the_dataset_has_is_refused(cli, tiny_folder):
+    assert_one_line(cli(*I2T, "--dataset", f"folder:{tiny_folder}", "--n", "100000"), 2, "--n 100000", "has only 10")
