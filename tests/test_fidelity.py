@@ -86,6 +86,24 @@ def test_density_coverage_match_prdc():
     assert coverage == pytest.approx(float(expected["coverage"]), rel=1e-12)
 
 
+def test_streamed_knn_above_the_block_size_matches_the_references():
+    """Above STREAM_ROWS rows PRC runs torch-fidelity's block-wise mode and PRDC is computed in row blocks
+    (memory in N, not N^2): the same numbers as torch-fidelity's full mode and the prdc package."""
+    prdc = pytest.importorskip("prdc")
+    from torch import from_numpy
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    from medbench.metrics.fidelity import STREAM_ROWS, precision_recall
+
+    rng = np.random.default_rng(5)
+    real, fake = rng.normal(size=(STREAM_ROWS + 77, 6)), rng.normal(0.3, 1.1, size=(STREAM_ROWS + 40, 6))
+    full = prc_features_to_metric(from_numpy(fake), from_numpy(real), prc_neighborhood=3, prc_batch_size=10000,
+                                  save_cpu_ram=False, verbose=False)
+    assert precision_recall(fake, real, 3) == pytest.approx((full["precision"], full["recall"]), abs=1e-12)
+    expected = prdc.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
+    assert density_coverage(fake, real, 5) == pytest.approx((float(expected["density"]), float(expected["coverage"])), rel=1e-12)
+
+
 def test_density_coverage_match_the_paper_definition():
     """Direct transcription of Naeem et al. 2020, eqs. (3)-(4), with explicit loops."""
     rng = np.random.default_rng(1)

@@ -56,12 +56,18 @@ def kid(gen: np.ndarray, ref: np.ndarray, subsets: int = KID_SUBSETS, subset_siz
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
+STREAM_ROWS = 1024  # k-NN in blocks of this many query rows: memory grows with N, not N^2
+
+
 def precision_recall(gen: np.ndarray, ref: np.ndarray, k: int = PRC_K) -> tuple[float, float]:
+    """torch-fidelity's PRC; above STREAM_ROWS samples its block-wise mode (save_cpu_ram) with
+    STREAM_ROWS-row blocks, so no N x N matrix is held (same distances, same comparisons)."""
     from torch import from_numpy
     from torch_fidelity.metric_prc import prc_features_to_metric
 
-    out = prc_features_to_metric(from_numpy(gen), from_numpy(ref), prc_neighborhood=k, prc_batch_size=10000,
-                                 save_cpu_ram=False, verbose=False)
+    stream = max(len(gen), len(ref)) > STREAM_ROWS
+    out = prc_features_to_metric(from_numpy(gen), from_numpy(ref), prc_neighborhood=k,
+                                 prc_batch_size=STREAM_ROWS if stream else 10000, save_cpu_ram=stream, verbose=False)
     return float(out["precision"]), float(out["recall"])
 
 
@@ -73,12 +79,16 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def density_coverage(gen: np.ndarray, ref: np.ndarray, k: int = PRDC_K) -> tuple[float, float]:
     """Naeem et al. (arXiv 2002.09797), as the `prdc` package computes them: real k-NN radii
     (k-th neighbour excluding self), strict '<' comparisons."""
-    radii = np.partition(_pairwise(ref, ref), k, axis=1)[:, k]
-    d_rf = _pairwise(ref, gen)  # (n_ref, n_gen)
-    inside = d_rf < radii[:, None]
-    density = float(inside.sum(axis=0).mean() / k)
-    coverage = float((d_rf.min(axis=1) < radii).mean())
-    return density, coverage
+    radii = np.concatenate([np.partition(_pairwise(ref[s:s + STREAM_ROWS], ref), k, axis=1)[:, k]
+                            for s in range(0, len(ref), STREAM_ROWS)])
+    inside_per_gen = np.zeros(len(gen))
+    covered = np.zeros(len(ref), dtype=bool)
+    for s in range(0, len(ref), STREAM_ROWS):  # blocks of real rows: (block, n_gen) distances at a time
+        d_rf = _pairwise(ref[s:s + STREAM_ROWS], gen)
+        inside = d_rf < radii[s:s + STREAM_ROWS, None]
+        inside_per_gen += inside.sum(axis=0)
+        covered[s:s + STREAM_ROWS] = d_rf.min(axis=1) < radii[s:s + STREAM_ROWS]
+    return float(inside_per_gen.mean() / k), float(covered.mean())
 
 
 def inception_score(logits: np.ndarray, splits: int = IS_SPLITS, seed: int = 2020) -> tuple[float, float]:
