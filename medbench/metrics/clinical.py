@@ -146,6 +146,20 @@ class ClinicalEfficacy(WeightedBootstrap, Metric):
                         out[f"clinical.ce_{q}.{kind}{suffix}.{m}"] = avg[q]
         return out
 
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, list]:
+        """Per report: the labeler's reference and generated labels (positive = 1, mapping "pos"),
+        the observations where they disagree, and the fraction of observations that agree."""
+        tp, fp, fn = (np.asarray(stats[f"{c}.pos"]) for c in ("tp", "fp", "fn"))
+        ref, hyp = tp + fn, tp + fp
+        obs = list(self.observations)
+        return {"clinical.reference_labels": [dict(zip(obs, map(int, r))) for r in ref],
+                "clinical.generated_labels": [dict(zip(obs, map(int, h))) for h in hyp],
+                "clinical.disagreements": [[o for o, a, b in zip(obs, r, h) if a != b] for r, h in zip(ref, hyp)],
+                "clinical.agreement": [float(np.mean(r == h)) if len(obs) else None for r, h in zip(ref, hyp)]}
+
+    def per_sample_direction(self, key: str) -> bool | None:
+        return True if key == "clinical.agreement" else self.higher_is_better.get(key)
+
     def extras(self) -> dict[str, Any]:
         """Per-label table (support = reference positives) under both mappings, for the report."""
         st = self.stats()

@@ -153,6 +153,22 @@ class LabelFidelity(WeightedBootstrap, Metric):
             out.update({f"{FAMILY}.{v}{suffix}": vals[v] for v in VALUES})
         return out
 
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, list]:
+        """Per generated image: each head's probability, the labels it predicts (probability >=
+        the head's threshold), the reference labels, and the fraction of labels that agree."""
+        names = list(self._names or ())
+        prob, target, thr = (np.asarray(stats[k]) for k in ("prob", "target", "threshold"))
+        if not names or prob.ndim != 2:
+            return {}
+        pred = (np.nan_to_num(prob, nan=-1.0) >= thr).astype(int)
+        return {f"{FAMILY}.head_scores": [{n: (float(p) if np.isfinite(p) else None) for n, p in zip(names, row)} for row in prob],
+                f"{FAMILY}.predicted": [dict(zip(names, map(int, row))) for row in pred],
+                f"{FAMILY}.reference": [dict(zip(names, map(int, row))) for row in target],
+                f"{FAMILY}.agreement": [float(np.mean(p == t)) for p, t in zip(pred, target)]}
+
+    def per_sample_direction(self, key: str) -> bool | None:
+        return True if key == f"{FAMILY}.agreement" else None
+
     def extras(self) -> dict[str, Any]:
         """Per-label AUROC / F1 / support for generated and real images, and the thresholds."""
         st = self.stats()

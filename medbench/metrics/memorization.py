@@ -258,6 +258,24 @@ class Memorization(WeightedBootstrap, Metric):
                 out[f"{FAMILY}.{stat}_real"] = wmean(w, stats[f"real_{key}"], skip_nan=True)
         return out
 
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, list]:
+        """Per output: the distance to its nearest training image and that image's id (and the real
+        image's own distance, the bracket), and whether the report copies a training report or
+        shares a long n-gram with one."""
+        out = {}
+        if "gen_nn" in stats:
+            out[f"{FAMILY}.nn_distance"] = [float(d) if np.isfinite(d) else None for d in stats["gen_nn"]]
+            out[f"{FAMILY}.real_nn_distance"] = [float(d) if np.isfinite(d) else None for d in stats["real_nn"]]
+            if len(self._neighbours) == len(stats["gen_nn"]):
+                out[f"{FAMILY}.nn_train_id"] = [(n["train_ids"] or [None])[0] for n in self._neighbours]
+        for key, name in (("gen_copy", "report_copy"), ("gen_ngram", "report_ngram")):
+            if key in stats:
+                out[f"{FAMILY}.{name}"] = [int(v) if np.isfinite(v) else None for v in stats[key]]
+        return out
+
+    def per_sample_direction(self, key: str) -> bool | None:
+        return False if key in (f"{FAMILY}.report_copy", f"{FAMILY}.report_ngram") else None
+
     def extras(self) -> dict[str, Any]:
         out: dict[str, Any] = {"parts": list(self.parts), "n_train": len(self.train)}
         if "image" in self.parts:

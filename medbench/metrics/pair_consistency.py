@@ -188,6 +188,22 @@ class PairConsistency(WeightedBootstrap, Metric):
             out[f"{FAMILY}.f1_relative"] = np.where(span > 0, (out[f"{FAMILY}.f1"] - out[f"{FAMILY}.f1_floor"]) / np.where(span > 0, span, 1), np.nan)
         return out
 
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, list]:
+        """Per generated pair: the labels read from its report and from its image, whether they agree
+        per label, and the fraction that agree (null for an image the heads could not score)."""
+        names = list(self._names or ())
+        rep, img, ok = (np.asarray(stats[k]) for k in ("gen_report", "gen_image", "gen_valid"))
+        if not names or rep.ndim != 2:
+            return {}
+        return {f"{FAMILY}.report_labels": [dict(zip(names, map(int, r))) for r in rep],
+                f"{FAMILY}.image_labels": [dict(zip(names, map(int, i))) if v else None for i, v in zip(img, ok)],
+                f"{FAMILY}.per_label": [{n: int(a == b) for n, a, b in zip(names, r, i)} if v else None
+                                        for r, i, v in zip(rep, img, ok)],
+                f"{FAMILY}.agreement": [float(np.mean(r == i)) if v else None for r, i, v in zip(rep, img, ok)]}
+
+    def per_sample_direction(self, key: str) -> bool | None:
+        return True if key == f"{FAMILY}.agreement" else None
+
     def extras(self) -> dict[str, Any]:
         st = self.stats()
         res = self._all(st)

@@ -31,7 +31,7 @@ import numpy as np
 
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
-from medbench.metrics.java_meteor import (MeteorJVM, java_missing_reason, meteor_from_stats, meteor_from_weighted,
+from medbench.metrics.java_meteor import (MeteorJVM, segment_score, java_missing_reason, meteor_from_stats, meteor_from_weighted,
                                           parse_stats)
 from medbench.registry import MetricSpec
 from medbench.stats.bootstrap import WeightedBootstrap
@@ -181,6 +181,19 @@ class CocoText(WeightedBootstrap, Metric):
         values["rougeL"] = wsum(w, stats["rougeL"]) / n
         values["cider"] = wsum(w, stats["cider"]) / n
         return {f"{FAMILY}.{s}": values[s] for s in SCORES if s in values}
+
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, list]:
+        """Sentence-level scores: BLEU-1..4 of each report alone (BleuScorer's per-sentence list),
+        the jar's METEOR segment score, ROUGE-L and CIDEr-D per report."""
+        out = {f"{FAMILY}.bleu{k + 1}_sentence": [bleu_from_rows(row)[k] for row in stats["bleu"]] for k in range(4)}
+        if "meteor" in stats:
+            out[f"{FAMILY}.meteor_segment"] = [segment_score(row) for row in stats["meteor"]]
+        out[f"{FAMILY}.rougeL_sentence"] = [float(v) for v in stats["rougeL"]]
+        out[f"{FAMILY}.cider_sentence"] = [float(v) for v in stats["cider"]]
+        return out
+
+    def per_sample_direction(self, key: str) -> bool | None:
+        return True if key.startswith(FAMILY + ".") else None
 
     def extras(self) -> dict[str, Any]:
         empty = [i for i, h in zip(self._ids, self._hyps) if not h.strip()]
