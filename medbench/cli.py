@@ -203,24 +203,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list_options(reg, name: str, kind: str | None) -> int:
-    from medbench.options import describe_all
-    from medbench.run_checks import FILE_DATASET_OPTIONS
+OPTION_KINDS = ("models", "metrics", "datasets", "extractors")
 
-    found = [(k, reg.entries[k][name].spec) for k in (kind,) if k] if kind and name in reg.entries[kind] else \
-        [(k, reg.entries[k][name].spec) for k in ("models", "metrics", "datasets", "extractors") if name in reg.entries[k]]
-    if name in ("folder", "manifest"):
-        found.append(("datasets", type("FileDataset", (), {"options": FILE_DATASET_OPTIONS})))
+
+def _list_options(reg, name: str, kind: str | None) -> int:
+    """`medbench list [KIND] --options NAME`: the declared options of every plugin of that name."""
+    from medbench.options import describe_all
+    from medbench.run_checks import FILE_DATASET_OPTIONS, OUTPUTS_OPTIONS
+
+    kinds = (kind,) if kind else OPTION_KINDS
+    found = [(k, reg.entries[k][name].spec.options) for k in kinds if name in reg.entries[k]]
+    builtin_forms = {"folder": ("datasets", FILE_DATASET_OPTIONS), "manifest": ("datasets", FILE_DATASET_OPTIONS),
+                     "outputs": ("models", OUTPUTS_OPTIONS)}  # spelled folder:PATH, manifest:FILE, outputs:DIR
+    if name in builtin_forms:
+        found.append(builtin_forms[name])
     if not found:
         import difflib
 
-        known = sorted({n for k in ("models", "metrics", "datasets", "extractors") for n in reg.entries[k]} | {"folder", "manifest"})
+        known = sorted({n for k in OPTION_KINDS for n in reg.entries[k]} | set(builtin_forms))
         near = difflib.get_close_matches(name, known, n=1)
         raise _user_error(f"--options {name}: no model, metric family, dataset or extractor has that name."
                           + (f" Did you mean {near[0]!r}?" if near else "") + f" Known: {', '.join(known)}")
-    for k, spec in found:
+    for k, options in found:
         print(f"{name} ({k[:-1]}) options:")
-        for line in describe_all(getattr(spec, "options", ())):
+        for line in describe_all(options):
             print(f"  {line}")
     return EXIT_OK
 
