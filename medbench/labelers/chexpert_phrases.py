@@ -122,7 +122,7 @@ POST_NEGATION_UNCERTAINTY = [
      r"|concerning for|suggestion of|favor|favors|consider|considered|maybe|differential diagnosis includes"
      r"|differential includes|differential diagnosis|compatible with|secondary to"
      r"|correlate clinically for|clinical correlation for|correlation for symptoms of", "fwd", None),
-    (r"(?:is|are) suspected|(?:is|are) possible|(?:is|are) questionable|(?:is|are) less likely"
+    (r"(?:is|are) suspected|(?:is|are) possible|(?:is|are) questionable|(?:is|are) (?:less )?likely"
      r"|(?:may|might|could|can) (?:also )?(?:be )?(?:\w+ly )?(?:present|enlarged|seen|noted|appear)"
      r"|(?:is|are) (?:poorly|incompletely) (?:evaluated|assessed|visualized)|poorly evaluated"
      r"|(?:is|are|was|were) not (?:well )?(?:evaluated|visualized|assessed)|not clearly (?:seen|visualized)"
