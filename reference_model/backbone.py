@@ -16,14 +16,9 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import GemmaConfig, GemmaModel, LlamaConfig, LlamaModel
-from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer
-
 from reference_model.config import MeDiMConfig
+from reference_model.pretrained import ARCHS, load_pretrained_decoder
 from reference_model.tokens import TokenSpace
-
-ARCHS = {"llama": (LlamaConfig, LlamaModel, LlamaDecoderLayer), "gemma": (GemmaConfig, GemmaModel, GemmaDecoderLayer)}
 
 
 class TimestepEmbedder(nn.Module):
@@ -90,21 +85,13 @@ def hf_config(cfg: MeDiMConfig, vocab_size: int, max_positions: int):
     return hf
 
 
-def load_pretrained_decoder(cfg: MeDiMConfig, vocab_size: int | None = None) -> nn.Module:
-    """A local HF checkpoint folder truncated to cfg.num_layers, embedding fitted to the unified vocabulary
-    (reference_model/pretrained.py; cfg.embedding_init, default: keep rows 0..V-1 as the reference)."""
-    from reference_model.pretrained import load_pretrained_decoder as load
-
-    return load(cfg, TokenSpace(cfg))
-
-
 class MeDiMBackbone(nn.Module):
     def __init__(self, cfg: MeDiMConfig):
         super().__init__()
         self.cfg = cfg
         self.tokens = TokenSpace(cfg)
         if cfg.pretrained_path:
-            self.decoder = load_pretrained_decoder(cfg)
+            self.decoder = load_pretrained_decoder(cfg, self.tokens)  # reference_model/pretrained.py
         else:
             self.decoder = ARCHS[cfg.arch][1](hf_config(cfg, self.tokens.vocab_size, self.tokens.seq_len))
         dec_cfg = self.decoder.config

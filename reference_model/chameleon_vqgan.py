@@ -26,6 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from reference_model.vq_card import read_card, sha256_file
+
 MEDIM_PAD_COLOR = (122, 116, 104)  # MeDiM's expand2square fill (spec §B.1)
 
 # ----------------------------------------------------------------------------- config
@@ -410,8 +412,6 @@ def build_from_card(card: dict, weights: Path) -> ChameleonVQGAN:
 def load_chameleon_vqgan(path: str | Path, device: str | torch.device = "cpu") -> ChameleonVQGAN:
     """Load a folder written by `python -m reference_model.convert_vqgan` (its vq.json card, or the card path);
     the weights' sha256 must match the card."""
-    from reference_model.vq import read_card, sha256_file
-
     card, card_path = read_card(path)
     if card["kind"] != ChameleonVQGAN.kind:
         raise ValueError(f"{card_path}: kind is {card['kind']!r}, expected {ChameleonVQGAN.kind!r}")

@@ -30,7 +30,10 @@ from pathlib import Path
 
 import torch
 
+from reference_model.adapter import MedimAdapter
 from reference_model.config import MeDiMConfig, load_config
+from reference_model.medim_options import OFFICIAL_OPTIONS, parse_options
+from reference_model.text_tokenizer import LlamaTextTokenizer  # noqa: F401 (also imported from here by older code)
 
 OFFICIAL_CONFIG = "medim-official"
 MANIFEST = "manifest.json"
@@ -120,35 +123,6 @@ def load_official_backbone(state: dict[str, torch.Tensor], cfg: MeDiMConfig | No
     return net
 
 
-# ----------------------------------------------------------------------------- Llama-2 tokenizer
-
-class LlamaTextTokenizer:
-    """The Llama-2 tokenizer from a local tokenizer.json, with the interface reference_model expects.
-    pad = <unk> = 0 (the official code pads with 0), bos = <s> = 1, eos = </s> = 2."""
-
-    def __init__(self, path: str | Path):
-        from tokenizers import Tokenizer
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Llama-2 tokenizer missing: place tokenizer.json of NousResearch/Llama-2-7b-hf "
-                                    f"at {path}")
-        self.tok = Tokenizer.from_file(str(path))
-        ids = [self.tok.token_to_id(t) for t in ("<unk>", "<s>", "</s>")]
-        if ids != [0, 1, 2]:
-            raise ValueError(f"{path}: expected <unk>, <s>, </s> at ids 0, 1, 2 (Llama-2), got {ids}")
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = 0, 1, 2, 0
-        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=False)
-        self.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-
-    def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids) -> str:
-        """Text of ids < vocab, without <unk>/<s>/</s> (the official decode strips '<unk>')."""
-        return self.tok.decode([int(i) for i in ids if 2 < int(i) < self.vocab_size], skip_special_tokens=True)
-
-
 # ----------------------------------------------------------------------------- folder
 
 def _sha256(path: Path) -> str:
@@ -181,7 +155,7 @@ def write_manifest(folder: str | Path) -> Path:
     return path
 
 
-def verify_folder(folder: str | Path) -> None:
+def verify_folder(folder: str | Path) -> dict[str, str]:
     folder = Path(folder)
     for name, what in FILES.items():
         if not (folder / name).is_file():
@@ -189,9 +163,11 @@ def verify_folder(folder: str | Path) -> None:
     if not (folder / MANIFEST).is_file():
         raise FileNotFoundError(f"{folder / MANIFEST} missing: run python -m reference_model.official manifest {folder}")
     expected = json.loads((folder / MANIFEST).read_text()).get("files", {})
-    for name in FILES:
-        if expected.get(name) != _sha256(folder / name):
+    digests = {name: _sha256(folder / name) for name in FILES}
+    for name, digest in digests.items():
+        if expected.get(name) != digest:
             raise ValueError(f"{folder / name}: sha256 does not match {MANIFEST} (corrupt, or another file)")
+    return digests
 
 
 def folder_config(folder: Path) -> MeDiMConfig:
@@ -201,34 +177,27 @@ def folder_config(folder: Path) -> MeDiMConfig:
 
 # ----------------------------------------------------------------------------- the medbench model
 
-class OfficialMedimModel:
+class OfficialMedimModel(MedimAdapter):
     """The official release answering medbench requests (report->image, image->report, prompt->pair).
-    Options: the `medim` plugin's (steps, cfg, temperature, r_temp, schedule, path, batch_size) plus
+    Options: the `medim` plugin's (reference_model.medim_options.OPTIONS, all passed to the sampler) plus
     size=WxH (the size string when the request has no image; default cfg.size_cond_sizes[domain]) and
     mimic_prefix=true|false."""
-
-    name = "medim"
 
     def __init__(self, folder: str | Path, device: str = "cpu", options: dict | None = None,
                  image_size: int | None = None):
         from safetensors.torch import load_file
 
-        from medbench.options import resolve
-        from reference_model.plugin import OFFICIAL_OPTIONS, OPTION_KEYS, MedimModel
         from reference_model.sampler import MaskGITSampler
         from reference_model.vq import load_image_tokenizer
 
         self.folder, self.device, self.image_size = Path(folder), torch.device(device), image_size
-        verify_folder(self.folder)
-        opts = dict(options or {})
-        extra = resolve(OFFICIAL_OPTIONS, {k: opts.pop(k) for k in ("size", "mimic_prefix") if k in opts},
-                        owner="model 'medim' (official release)", flag="--model-opt")
-        self.size = tuple(int(v) for v in extra["size"].lower().split("x")) if extra["size"] else None
-        self.mimic_prefix = extra["mimic_prefix"]
-        unknown = set(opts) - set(OPTION_KEYS)
-        if unknown:
-            raise ValueError(f"unknown medim option(s) {sorted(unknown)}; known: {sorted(OPTION_KEYS) + ['mimic_prefix', 'size']}")
-        self.options = MedimModel._parse_options(opts)
+        self.digests = verify_folder(self.folder)
+        opts = {k: v for k, v in (options or {}).items() if v is not None}
+        extra = parse_options({k: opts.pop(k) for k in ("size", "mimic_prefix") if k in opts}, OFFICIAL_OPTIONS,
+                              owner="model 'medim' (official release)")
+        size, self.mimic_prefix = extra.get("size"), extra.get("mimic_prefix", True)
+        self.size = tuple(int(v) for v in size.lower().split("x")) if size else None
+        self.options = parse_options(opts)
         self.text_tok = LlamaTextTokenizer(self.folder / "tokenizer.json")
         self.image_tok = load_image_tokenizer(self.folder, device=self.device)
         state = load_file(str(self.folder / "model.safetensors"))
@@ -243,7 +212,12 @@ class OfficialMedimModel:
         self.backbone.to(self.device).eval()
         self.sampler = MaskGITSampler(self.backbone, self.cfg, self.tokens)
 
-    def _report(self, text: str, domain: str) -> str:
+    @property
+    def weights_sha256(self) -> dict[str, str]:
+        """Recorded in run.json provenance (the files verified against manifest.json)."""
+        return {str(self.folder / name): digest for name, digest in self.digests.items()}
+
+    def _prefixed(self, text: str, domain: str) -> str:
         return (MIMIC_PREFIX if self.mimic_prefix and domain == "cxr" else "") + text.strip()
 
     def _size(self, req) -> tuple[int, int]:
@@ -256,51 +230,22 @@ class OfficialMedimModel:
         side = self.image_tok.image_size
         return side, side
 
-    @torch.no_grad()
-    def _generate_batch(self, requests) -> list:
-        from medbench.records import Output
-        from reference_model.data import image_to_tensor, pad_text
-        from reference_model.plugin import KIND_TASK, decode_images
-        from reference_model.sampler import task_known_mask
+    def _text_row(self, req) -> tuple[list[int], int]:
+        """The report in one tokenizer call, as the official dataset (prompt_len only for prompt->pair)."""
+        bos = self.text_tok.bos_id
+        if req.kind == "report->image":
+            return [bos] + self.text_tok.encode(self._prefixed(req.report or "", req.domain)), 0
+        if req.kind == "prompt->pair":
+            ids = [bos] + self.text_tok.encode(self._prefixed(req.prompt or "", req.domain))
+            return ids, min(len(ids), self.tokens.text_len)
+        return [], 0
 
-        kind, tok, bos = requests[0].kind, self.tokens, self.text_tok.bos_id
-        rows = []  # the report in one tokenizer call, as the official dataset (prompt_len only for prompt->pair)
-        for r in requests:
-            if kind == "report->image":
-                rows.append(([bos] + self.text_tok.encode(self._report(r.report or "", r.domain)), 0))
-            elif kind == "prompt->pair":
-                ids = [bos] + self.text_tok.encode(self._report(r.prompt or "", r.domain))
-                rows.append((ids, min(len(ids), tok.text_len)))
-            else:
-                rows.append(([], 0))
-        text = torch.stack([pad_text(ids, tok.text_len, self.text_tok.pad_id)[0] for ids, _ in rows])
-        codes = torch.zeros(len(requests), tok.image_len, dtype=torch.long)
-        if kind == "image->report":
-            pixels = torch.stack([image_to_tensor(r.image, self.image_tok.image_size) for r in requests])
-            codes = self.image_tok.encode(pixels.to(self.device)).cpu()
-        x0 = tok.make_state(text, codes)
-        known = task_known_mask(KIND_TASK[kind], tok, len(requests), torch.tensor([p for _, p in rows]))
-        size_ids = torch.tensor([tok.size_cond_ids(self.text_tok, *self._size(r)) for r in requests])
-        cond = tok.cond_ids([r.domain for r in requests], size_ids)
-        o = self.options
-        state = self.sampler.generate(x0, known, cond, seeds=[r.seed for r in requests], steps=o.get("steps"),
-                                      schedule=o.get("schedule"), temperature=o.get("temperature"),
-                                      r_temp=o.get("r_temp"), cfg_scale=o.get("cfg"), path=o.get("path")).cpu()
-        text_ids, codes = tok.split_state(state)
-        outputs = [Output(sample_id=r.sample_id) for r in requests]
-        if kind in ("image->report", "prompt->pair"):
-            for out, ids, r in zip(outputs, text_ids.tolist(), requests):
-                report = self.text_tok.decode(ids)
-                out.report = report.removeprefix(MIMIC_PREFIX.strip()).strip() if r.domain == "cxr" else report.strip()
-        if kind in ("report->image", "prompt->pair"):
-            for out, img in zip(outputs, decode_images(self.image_tok, codes, requests, self.image_size, self.device)):
-                out.image = img
-        return outputs
+    def _size_ids(self, requests) -> torch.Tensor:
+        return torch.tensor([self.tokens.size_cond_ids(self.text_tok, *self._size(r)) for r in requests])
 
-    def generate(self, requests) -> list:
-        from reference_model.plugin import MedimModel
-
-        return MedimModel.generate(self, requests)  # same batching by kind, same per-request seeds
+    def _report(self, ids: list[int], prompt_len: int, req) -> str:
+        report = self.text_tok.decode(ids)
+        return report.removeprefix(MIMIC_PREFIX.strip()).strip() if req.domain == "cxr" else report.strip()
 
 
 def main(argv: list[str] | None = None) -> None:

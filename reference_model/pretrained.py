@@ -30,9 +30,15 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from transformers import GemmaConfig, GemmaModel, LlamaConfig, LlamaModel
+from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from reference_model.config import MeDiMConfig
 from reference_model.tokens import TokenSpace
+
+# arch -> (HF config class, base decoder class, decoder layer class); MeDiMBackbone subclasses the layer with AdaLN
+ARCHS = {"llama": (LlamaConfig, LlamaModel, LlamaDecoderLayer), "gemma": (GemmaConfig, GemmaModel, GemmaDecoderLayer)}
 
 GEOMETRY = {  # MeDiMConfig field -> transformers config attribute that must agree
     "hidden_size": "hidden_size", "num_heads": "num_attention_heads", "num_kv_heads": "num_key_value_heads",
@@ -97,8 +103,6 @@ def resized_embedding(old: torch.Tensor, tokens: TokenSpace, mode: str = "slice"
 def load_pretrained_decoder(cfg: MeDiMConfig, tokens: TokenSpace | None = None) -> nn.Module:
     """The checkpoint's base decoder (LlamaModel/GemmaModel), first cfg.num_layers layers, fp32, with the
     embedding resized to the unified vocabulary by cfg.embedding_init."""
-    from reference_model.backbone import ARCHS
-
     tokens = tokens or TokenSpace(cfg)
     hf = read_pretrained_config(cfg)
     hf.num_hidden_layers = cfg.num_layers  # layers >= N are unexpected keys: never loaded

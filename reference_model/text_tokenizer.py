@@ -10,7 +10,9 @@ out-of-vocabulary text.
     tok.decode([tok.bos_id] + ids + [tok.pad_id])  # -> "No pleural effusion."
 
 Train one with ``train_text_tokenizer(texts, out_path)`` (``python -m reference_model.train_vq``
-does it alongside the VQ model).
+does it alongside the VQ model). `LlamaTextTokenizer` gives the same interface over the Llama-2
+tokenizer.json the official MeDiM release uses (paper scale; the trainer's flat-folder data and the
+official adapter both read it).
 """
 from __future__ import annotations
 
@@ -61,6 +63,31 @@ class TextTokenizer:
         """Text of `ids`, skipping pad/BOS/EOS/UNK and anything outside the vocabulary."""
         keep = [int(i) for i in ids if 3 < int(i) < self.vocab_size]
         return self.tok.decode(keep, skip_special_tokens=True)
+
+
+class LlamaTextTokenizer:
+    """The Llama-2 tokenizer from a local tokenizer.json, with the interface reference_model expects.
+    pad = <unk> = 0 (the official code pads with 0), bos = <s> = 1, eos = </s> = 2."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Llama-2 tokenizer missing: place tokenizer.json of NousResearch/Llama-2-7b-hf "
+                                    f"at {path}")
+        self.tok = Tokenizer.from_file(str(path))
+        ids = [self.tok.token_to_id(t) for t in ("<unk>", "<s>", "</s>")]
+        if ids != [0, 1, 2]:
+            raise ValueError(f"{path}: expected <unk>, <s>, </s> at ids 0, 1, 2 (Llama-2), got {ids}")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = 0, 1, 2, 0
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=False)
+        self.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        """Text of ids < vocab, without <unk>/<s>/</s> (the official decode strips '<unk>')."""
+        return self.tok.decode([int(i) for i in ids if 2 < int(i) < self.vocab_size], skip_special_tokens=True)
 
 
 def train_text_tokenizer(texts: Iterable[str], out_path: str | Path, vocab_size: int = 1536,

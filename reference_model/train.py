@@ -279,7 +279,7 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
             dt, t_last = (now - t_last) / len(losses), now
             rec = {"step": step, "loss": sum(losses) / len(losses), "lr": lr, "grad_norm": float(grad_norm),
                    "tokens_per_s": tokens_per_step / dt, "s_per_step": dt,
-                   "mfu": flops_per_step / dt / peak if peak else None}
+                   "mfu": flops_per_step / dt / (peak * world) if peak else None}  # peak is per device
             history.append(rec)
             losses = []
             if rank == 0:

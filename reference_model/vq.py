@@ -14,7 +14,6 @@ A checkpoint is a folder (or a vq.json path) holding a JSON card ``vq.json`` -- 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+from reference_model.vq_card import CARD_NAME, read_card, sha256_file  # noqa: F401 (re-exported)
 
 
 @runtime_checkable
@@ -210,16 +211,6 @@ class TinyVQ(nn.Module):
 
 # ----------------------------------------------------------------------------- saving and loading
 
-CARD_NAME = "vq.json"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def save_tiny_vq(model: TinyVQ, folder: str | Path, extra: dict | None = None) -> Path:
     """Write vq.safetensors + vq.json (config, sha256 and anything in `extra`) into `folder`."""
@@ -254,23 +245,6 @@ def _build_chameleon_vqgan(card: dict, weights: Path) -> ImageTokenizer:
 
 IMAGE_TOKENIZERS: dict[str, Callable[[dict, Path], ImageTokenizer]] = {"tiny-vq": _build_tiny_vq,
                                                                         "chameleon-vqgan": _build_chameleon_vqgan}
-
-
-def read_card(path: str | Path) -> tuple[dict, Path]:
-    """(card, card path) for a folder holding vq.json or a card path; clear errors when absent."""
-    path = Path(path)
-    card_path = path / CARD_NAME if path.is_dir() else path
-    if not card_path.is_file():
-        raise FileNotFoundError(f"image tokenizer card not found: place {CARD_NAME} (written by "
-                                f"`python -m reference_model.train_vq --out DIR`) at {card_path}")
-    try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{card_path}: not valid JSON ({e})") from None
-    for key in ("kind", "weights", "sha256"):
-        if key not in card:
-            raise ValueError(f"{card_path}: missing key {key!r}")
-    return card, card_path
 
 
 def load_image_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> ImageTokenizer:

@@ -393,3 +393,9 @@ def test_official_release_folder_answers_requests(tmp_path, llama_like_tokenizer
                                   image=Image.new("RGB", (96, 64), (200, 100, 150)))])
     assert out[0].image.size == (512, 512) and out[0].image.mode == "L"
     assert isinstance(out[1].report, str)
+    # the sampler options reach the sampler (one adapter for both checkpoints): same seed, other report
+    request = Request(kind="image->report", sample_id="c", seed=3, domain="cxr", image=Image.new("L", (64, 64), 90))
+    plain = model.generate([request])[0].report
+    biased = OfficialMedimModel(tmp_path, options={"steps": "2", "pad_bias": "-50", "remask_rounds": "1"})
+    assert biased.sampler_kwargs()["pad_bias"] == -50 and biased.sampler_kwargs()["remask_rounds"] == 1
+    assert biased.generate([request])[0].report != plain

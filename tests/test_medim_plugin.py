@@ -85,7 +85,7 @@ def test_same_seed_same_output_whatever_the_batch(checkpoint):
 
 
 def test_bad_options_and_kinds(checkpoint):
-    with pytest.raises(ValueError, match="unknown medim option"):
+    with pytest.raises(ValueError, match="model 'medim' has no option 'stepz'"):
         MedimModel(checkpoint, options={"stepz": 3})
     model = MedimModel(checkpoint)
     with pytest.raises(ValueError, match="unknown domain"):
