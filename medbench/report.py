@@ -249,7 +249,7 @@ def conversions(record: dict[str, Any], entries: list[dict[str, Any]]) -> dict[s
 
 def report_context(run_dir: Path, gallery_size: int = 12, worst_key: str | None = None, n_worst: int = 10) -> dict[str, Any]:
     """Everything the template shows, read from the run folder (nothing is recomputed)."""
-    from medbench.report_samples import card, sample_entries, worst_cases
+    from medbench.report_samples import add_stats_labels, card, sample_entries, worst_cases
 
     run_dir = Path(run_dir)
     record = load_record(run_dir)
@@ -257,6 +257,7 @@ def report_context(run_dir: Path, gallery_size: int = 12, worst_key: str | None 
     notes: list[str] = []  # problems met while rendering
     extras = read_extras(run_dir, notes)
     entries = sample_entries(run_dir, extras, notes)
+    add_stats_labels(entries, run_dir, extras)
     if not entries:
         notes.append("samples.jsonl and references.jsonl are missing or empty: the sample gallery is left out")
     kind = request_kind(run_dir, record) or next((str(e["request"]) for e in entries[:1] if e.get("request")), None)

@@ -118,7 +118,53 @@ def label_sets(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     for key, value in (entry.get("scores") or {}).items():
         walk([key], value)
+    for title, value in (entry.get("labels_from_stats") or {}).items():
+        sets.setdefault(title, value)
     return sets
+
+
+def stats_label_sets(run_dir: Path, extras: dict[str, Any], n: int) -> list[dict[str, dict[str, int]]]:
+    """Per-row label sets read from stored statistics, for run folders whose samples.jsonl has none:
+    ``pair.consistency`` (``gen_image`` / ``gen_report`` 0/1 rows, columns in its extras ``labels``
+    order, rows without a valid image left out) and ``clinical`` (``tp/fp/fn.pos`` rows, columns in
+    its per-label order: generated = tp + fp, reference report = tp + fn). [] when nothing fits."""
+    from safetensors.numpy import load_file
+
+    rows: list[dict[str, dict[str, int]]] = [{} for _ in range(n)]
+
+    def load(family: str) -> dict[str, Any] | None:
+        try:
+            return load_file(str(run_dir / "stats" / f"{family}.safetensors"))
+        except (OSError, ValueError):
+            return None
+
+    pair, names = load("pair.consistency"), (extras.get("pair.consistency") or {}).get("labels")
+    if pair is not None and isinstance(names, list) and all(pair.get(k) is not None for k in ("gen_image", "gen_report")):
+        image, report = pair["gen_image"], pair["gen_report"]
+        valid = pair.get("gen_valid", [1] * n)
+        if image.shape == report.shape == (n, len(names)):
+            for i in range(n):
+                if valid[i]:
+                    rows[i]["pair.consistency.image"] = {str(k): int(v) for k, v in zip(names, image[i])}
+                rows[i]["pair.consistency.report"] = {str(k): int(v) for k, v in zip(names, report[i])}
+    clinical = load("clinical")
+    table = ((extras.get("clinical") or {}).get("per_label") or {}).get("pos")
+    if clinical is not None and isinstance(table, list) and all(f"{c}.pos" in clinical for c in ("tp", "fp", "fn")):
+        names = [str(r.get("label")) for r in table if isinstance(r, dict)]
+        tp, fp, fn = (clinical[f"{c}.pos"] for c in ("tp", "fp", "fn"))
+        if tp.shape == (n, len(names)):
+            for i in range(n):
+                rows[i]["clinical.generated"] = {k: int(tp[i, j] + fp[i, j] > 0) for j, k in enumerate(names)}
+                rows[i]["clinical.reference"] = {k: int(tp[i, j] + fn[i, j] > 0) for j, k in enumerate(names)}
+    return rows if any(rows) else []
+
+
+def add_stats_labels(entries: list[dict[str, Any]], run_dir: Path, extras: dict[str, Any]) -> None:
+    """Give entries without label-valued scores the label sets of `stats_label_sets` (``labels_from_stats``)."""
+    if any(len(label_sets(e)) > 1 for e in entries):
+        return
+    for entry, sets in zip(entries, stats_label_sets(run_dir, extras, len(entries))):
+        entry["labels_from_stats"] = sets
 
 
 def _compared(titles: list[str], kind: str | None) -> tuple[str, str] | None:
@@ -133,7 +179,8 @@ def _compared(titles: list[str], kind: str | None) -> tuple[str, str] | None:
         if image and report and image != report:
             return image, report
     generated = find("generated") or find("predicted")
-    reference = "reference" if "reference" in titles else find("reference")
+    family = generated.rsplit(".", 1)[0] + "." if generated and "." in generated else "~"
+    reference = find(family, "reference") or ("reference" if "reference" in titles else find("reference"))
     if generated and reference and generated != reference:
         return generated, reference
     return None

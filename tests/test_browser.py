@@ -229,7 +229,7 @@ JOINT_PROBE = """(() => {
 })()"""
 
 
-def check_joint_report(probe: dict, run: Path) -> None:
+def check_joint_report(probe: dict, run: Path, expected: set[str] | None = None) -> None:
     broken = [i["alt"] for i in probe["images"] if not (i["complete"] and i["width"] > 0)]
     assert broken == [] and probe["scripts"] == 0
     cards = probe["gallery"]
@@ -238,7 +238,8 @@ def check_joint_report(probe: dict, run: Path) -> None:
         assert "reference" in c["headers"] and any("image" in h for h in c["headers"]) and any("report" in h for h in c["headers"])
     marked = {c["id"] for c in cards if c["disagree"]}
     shown = {c["id"] for c in cards}
-    assert marked == set(disagreeing_ids(run)) & shown and marked
+    expected = set(disagreeing_ids(run)) if expected is None else expected
+    assert marked == expected & shown and marked
     red = {(d["bg"], d["color"]) for c in cards for d in c["disagree"]}
     assert red == {("rgb(254, 226, 226)", "rgb(185, 28, 28)")}  # the caption says red: it is
     assert all("✗" in d["text"] for c in cards for d in c["disagree"])
@@ -255,3 +256,29 @@ def test_joint_pairs_report_in_chromium(tmp_path, chromium):
     check_joint_report(probe, run)
     assert probe["neighbourImages"] > 0
     keep(tmp_path / "joint_pairs_report.png")
+
+
+@pytest.mark.slow
+def test_real_joint_pairs_run_report_in_chromium(tmp_path, chromium, tiny_folder):
+    """A real `medbench run --task joint_pairs` (retrieval on a small folder dataset): the report's labels
+    come from what the run stored, and the disagreements it marks are those of the stored label rows."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from medbench.cli import main
+
+    out = tmp_path / "runs"
+    assert main(["run", "--task", "joint_pairs", "--model", "retrieval", "--dataset", f"folder:{tiny_folder}", "--n", "10",
+                 "--bootstrap", "20", "--out", str(out), "--store", ""]) == 0
+    (run,) = [p for p in out.iterdir() if (p / "run.json").exists()]
+    stats = load_file(str(run / "stats" / "pair.consistency.safetensors"))
+    ids = [row["id"] for row in map(json.loads, (run / "samples.jsonl").read_text().splitlines())]
+    differ = (stats["gen_image"] == 1) != (stats["gen_report"] == 1)
+    expected = {i for i, d, ok in zip(ids, differ.any(1), stats["gen_valid"]) if d and ok}
+    if not expected:
+        pytest.skip("retrieval's pairs agree on every label on this dataset: nothing to mark")
+    probe, errors = chromium.open(write_report(run, gallery_size=10), tmp_path / "joint_pairs_real_report.png", JOINT_PROBE)
+    assert errors == []
+    check_joint_report(probe, run, expected)
+    assert np.all(np.diff(probe["distances"]) >= 0)
+    keep(tmp_path / "joint_pairs_real_report.png")
