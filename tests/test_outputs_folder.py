@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 
@@ -124,3 +125,24 @@ def test_run_id_follows_weight_contents_not_their_path(tmp_path):
     assert rid(moved) != first  # retrained weights: a new run
     digest = weights_digest(moved)
     assert set(digest["files"]) == {"model.safetensors", "config.json"}
+
+
+def test_meteor_heap_is_sized_from_the_longest_segment():
+    from medbench.metrics.java_meteor import MAX_SEGMENT_CHARS, MeteorJVM, heap_mb
+
+    assert heap_mb(10) == heap_mb(MAX_SEGMENT_CHARS) == 2048  # pycocoevalcap's -Xmx2G up to the report cap
+    half_ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (2 << 20)
+    assert heap_mb(MAX_SEGMENT_CHARS + 1) == max(2048, min(4096, half_ram))  # 2 GB more per 20,000, at most half the RAM
+    assert heap_mb(60_000) == max(2048, min(6144, half_ram))
+    jvm = MeteorJVM(max_chars=50_000)
+    try:
+        assert jvm.command[2] in (f"-Xmx{heap_mb(50_000)}M", "-Xmx2G")
+        with pytest.raises(ValueError, match="50001 characters"):
+            jvm.stats_line("x" * 50_001, ["no effusion"])
+    finally:
+        jvm.close()
+    default = MeteorJVM()
+    try:
+        assert default.command == ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
+    finally:
+        default.close()

@@ -154,6 +154,13 @@ class CocoText(WeightedBootstrap, Metric):
             cider += (h, [r])
         out["cider"] = np.asarray(cider.compute_score()[1], dtype=np.float64) if n and any(refs) else np.zeros(n)
         if self.with_meteor:
+            longest = max((len(t) for t in hyps + refs), default=0)
+            if longest > self._meteor.max_chars:  # a heap sized for these inputs (reports past the 20,000 cap)
+                if not self._owns_meteor:
+                    raise MetricUnavailable(f"{FAMILY}: a report of {longest} characters is longer than the shared METEOR "
+                                            f"JVM accepts ({self._meteor.max_chars})")
+                self._meteor.close()
+                self._meteor = MeteorJVM(max_chars=longest)
             lines = [self._meteor.stats_line(h, [r]) for h, r in zip(hyps, refs)]
             out["meteor"] = np.stack([parse_stats(l) for l in lines]) if n else np.zeros((0, 23))
         return out
