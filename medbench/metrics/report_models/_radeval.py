@@ -72,7 +72,14 @@ def strict_from_pretrained(auto_class, folder: Path, *, head_prefixes: tuple[str
     """``auto_class.from_pretrained(folder)`` that refuses missing keys (other than ``not_stored``
     modules the metric never uses, e.g. a pooler absent from MLM checkpoints) and unexpected keys
     (other than the pretraining heads named in ``head_prefixes``)."""
-    model, info = auto_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report is checked below, not printed
+    try:
+        model, info = auto_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(not_stored)]
     unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith(head_prefixes)]
     mismatched = list(info.get("mismatched_keys", []))
