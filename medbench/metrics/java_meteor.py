@@ -15,6 +15,8 @@ need no JVM::
 from __future__ import annotations
 
 import math
+import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -46,15 +48,35 @@ def java_missing_reason() -> str | None:
     return None
 
 
+MAX_SEGMENT_CHARS = 20_000  # medbench's report cap (medbench.data.validate.MAX_REPORT_CHARS)
+STARTUP_S = 600.0  # loading the paraphrase table: ~20 s on an idle core, minutes on a busy machine
+SEGMENT_TIMEOUT_S = 300.0  # one segment's answer (measured: 5,000 characters of one repeated phrase, 7 s; 10,000, > 10 min)
+
+
+def heap_mb(max_chars: int) -> int:
+    """JVM heap for segments of up to `max_chars` characters: pycocoevalcap's 2 GB up to the report
+    cap (20,000 characters), then 2 GB per further 20,000, never more than half the machine's memory."""
+    want = 2048 * max(1, math.ceil(max_chars / MAX_SEGMENT_CHARS))
+    try:
+        half = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (2 << 20)
+    except (ValueError, OSError, AttributeError):
+        half = want
+    return int(max(2048, min(want, half)))
+
+
 class MeteorJVM:
-    """One ``meteor-1.5.jar -stdio`` process, started with exactly pycocoevalcap's command line."""
+    """One ``meteor-1.5.jar -stdio`` process, started with exactly pycocoevalcap's command line
+    (``-Xmx2G``) for segments up to the report cap; a larger `max_chars` gets a larger heap
+    (`heap_mb`). A segment longer than `max_chars` is refused before it reaches the JVM."""
 
-    command = ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
-
-    def __init__(self):
+    def __init__(self, max_chars: int = MAX_SEGMENT_CHARS, timeout: float = SEGMENT_TIMEOUT_S):
         reason = java_missing_reason()
         if reason:
             raise RuntimeError(reason)
+        self.max_chars, self.timeout, self._answered = int(max_chars), float(timeout), False
+        heap = heap_mb(self.max_chars)
+        xmx = "-Xmx2G" if heap == 2048 else f"-Xmx{heap}M"
+        self.command = ["java", "-jar", xmx, "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
         self._stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(self.command, cwd=meteor_dir(), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self._stderr)
@@ -66,7 +88,15 @@ class MeteorJVM:
         try:
             self.process.stdin.write((line + "\n").encode())
             self.process.stdin.flush()
+            wait = self.timeout + (0 if self._answered else STARTUP_S)  # the first answer waits for the JVM to load
+            ready, _, _ = select.select([self.process.stdout], [], [], wait)
+            if not ready:  # a pathological segment (e.g. one phrase repeated for 10,000 characters) can take hours
+                self.process.kill()
+                self.process.wait()
+                raise TimeoutError(f"the METEOR JVM gave no answer within {self.timeout:g} s for a segment of "
+                                   f"{len(line)} characters")
             answer = self.process.stdout.readline().decode()
+            self._answered = True
         except (BrokenPipeError, ValueError):
             answer = ""
         if not answer:
@@ -77,6 +107,10 @@ class MeteorJVM:
 
     def stats_line(self, hypothesis: str, references: list[str]) -> str:
         """The jar's statistics line for one segment (pycocoevalcap's Meteor._stat, verbatim input)."""
+        longest = max([len(hypothesis), *map(len, references)])
+        if longest > self.max_chars:
+            raise ValueError(f"METEOR segment of {longest} characters is longer than this JVM accepts "
+                             f"({self.max_chars}); reports are capped before scoring")
         hypothesis = hypothesis.replace("|||", "").replace("  ", " ")
         with self._lock:
             return self._ask(" ||| ".join(("SCORE", " ||| ".join(references), hypothesis)))

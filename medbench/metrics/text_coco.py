@@ -161,7 +161,13 @@ class CocoText(WeightedBootstrap, Metric):
                                             f"JVM accepts ({self._meteor.max_chars})")
                 self._meteor.close()
                 self._meteor = MeteorJVM(max_chars=longest)
-            lines = [self._meteor.stats_line(h, [r]) for h, r in zip(hyps, refs)]
+            lines = []
+            for h, r, sid in zip(hyps, refs, self._ids):
+                try:
+                    lines.append(self._meteor.stats_line(h, [r]))
+                except TimeoutError as e:
+                    raise MetricUnavailable(f"{FAMILY}: sample {sid!r}: {e}; its report (or the reference) is "
+                                            f"pathological for METEOR's alignment search") from e
             out["meteor"] = np.stack([parse_stats(l) for l in lines]) if n else np.zeros((0, 23))
         return out
 
