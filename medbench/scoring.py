@@ -34,7 +34,8 @@ def select_families(names: list[str], protocol: str, kind: str) -> tuple[list[Me
     """Resolve a task's metric list: ``nlg`` means the text family of the run's protocol.
 
     An unknown name is an error, unless some plugin failed to load (it may be the one that
-    provides it): then the family is skipped and the run record says why.
+    provides it): then the family is skipped and the run record says why. A family that does not
+    apply to the request kind (refused at task load, `tasks.check_task`) is skipped with its reason.
     """
     reg = registry()
     specs, skipped = [], []
@@ -45,10 +46,13 @@ def select_families(names: list[str], protocol: str, kind: str) -> tuple[list[Me
         except KeyError as e:
             if not reg.failures:
                 raise
-            skipped.append({"what": f"metric:{resolved}", "reason": str(e).strip('"')})
+            skipped.append({"what": f"metric:{resolved}", "reason": str(e)})
             continue
         if kind in spec.kinds:
             specs.append(spec)
+        else:
+            skipped.append({"what": f"metric:{resolved}", "reason": f"does not apply to {kind} requests "
+                                                                   f"(it scores {', '.join(spec.kinds)})"})
     return specs, skipped
 
 
