@@ -11,7 +11,7 @@ from medbench.models.pair import PairModel, _half_seed, split_options, split_pai
 from medbench.models.retrieval import RetrievalModel
 from medbench.options import OptionError
 from medbench.records import Request
-from medbench.registry import ModelSpec, registry
+from medbench.registry import registry
 from tiny_hf_models import outputs_of, run_medbench, run_medbench_refused, save_tiny_llava, save_tiny_sd
 
 
@@ -95,14 +95,25 @@ def test_halves_get_their_prefixed_options_and_compose_exactly(hf_dirs, samples)
         assert np.array_equal(np.asarray(out.image), np.asarray(im.image)) and out.report == rep.report
 
 
-@pytest.mark.skipif(not any(f.name == "options_for" for f in dataclasses.fields(ModelSpec)),
-                    reason="medbench.run_checks validates --model-opt against ModelSpec.options only; pair options "
-                           "need ModelSpec.options_for (see docs/models.md, 'Pair options')")
 def test_prefixed_options_through_the_cli(hf_dirs, tiny_folder, tmp_path):
     sd, llava = hf_dirs
     rec = joint(tmp_path / "o", f"pair:diffusers:{sd}+transformers:{llava}", tiny_folder,
                 "--model-opt", "t2i.steps=2", "--model-opt", "i2t.max_new_tokens=4")
     assert rec["options"]["model"] == {"t2i.steps": 2, "i2t.max_new_tokens": 4}
+
+
+def test_prefixed_options_are_listed_and_typos_refused_before_work(hf_dirs, tiny_folder, tmp_path, capsys):
+    from medbench.cli import main
+    from medbench.models.pair import pair_options
+
+    assert main(["list", "--options", "pair"]) == 0
+    listed = capsys.readouterr().out
+    assert "  t2i.steps=int" in listed and "  i2t.max_new_tokens=int" in listed and "  t2i.model_path=Path" in listed
+    line = run_medbench_refused(capsys, tmp_path / "o", "--task", "joint_pairs", "--model", "pair:oracle+retrieval",
+                                "--dataset", f"folder:{tiny_folder}", "--n", "2", "--model-opt", "i2t.max_new_tokens=3")
+    assert "i2t.max_new_tokens" in line and "i2t.model_path" in line  # retrieval declares no options of its own
+    names = {o.name for o in pair_options(f"medim+transformers:{hf_dirs[1]}")}
+    assert {"t2i.pad_bias", "t2i.steps", "i2t.template", "i2t.model_path"} <= names
 
 
 def test_split_at_the_plus_between_two_registered_models():

@@ -171,6 +171,11 @@ def test_list_models_shows_the_adapters_and_their_options(capsys):
     shown = capsys.readouterr().out
     for name in ("transformers", "diffusers", "pair"):
         assert f"  {name} " in shown
+    for name, some in (("transformers", ("max_new_tokens=int", "template=str", "dtype=auto|bf16|fp16|fp32")),
+                       ("diffusers", ("steps=int", "guidance_scale=float", "scheduler=str", "negative_prompt=str"))):
+        assert main(["list", "--options", name]) == 0
+        listed = capsys.readouterr().out
+        assert all(f"  {opt}" in listed for opt in some), listed
     declared = {o.name for o in registry().get("models", "transformers").options}
     assert {"instruction", "template", "max_new_tokens", "do_sample", "temperature", "top_p", "num_beams", "dtype",
             "trust_remote_code"} <= declared

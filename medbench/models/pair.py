@@ -45,6 +45,8 @@ def split_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """{'t2i.steps': 4, 'i2t.max_new_tokens': 8} -> {'t2i': {'steps': 4}, 'i2t': {'max_new_tokens': 8}}."""
     out: dict[str, dict[str, Any]] = {role: {} for role in ROLES}
     for key, value in given.items():
+        if value is None:  # not set: the half's default applies
+            continue
         role, dot, rest = key.partition(".")
         if not dot or role not in ROLES or not rest:
             raise OptionError(f"--model-opt {key}: options of a pair go to one half by prefix: t2i.KEY=V for the "
@@ -53,18 +55,31 @@ def split_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def prefixed(role: str, model: str, declared: tuple[Option, ...]) -> tuple[Option, ...]:
+    """A half's declared options under its prefix, plus ROLE.model_path."""
+    return (Option(f"{role}.model_path", Path, None, f"{role} half: its --model-path"),
+            *(dataclasses.replace(o, name=f"{role}.{o.name}", help=f"{role} half ({model}): {o.help}") for o in declared))
+
+
+def listed_options() -> tuple[Option, ...]:
+    """For `medbench list --options pair`: the prefixed options of the diffusers (t2i.) and transformers (i2t.)
+    adapters. What a given pair accepts is `pair_options(arg)` (the harness checks that one)."""
+    from medbench.models import diffusers_model, transformers_model
+
+    return prefixed("t2i", "diffusers", diffusers_model.OPTIONS) + prefixed("i2t", "transformers", transformers_model.OPTIONS)
+
+
 def pair_options(arg: str | None) -> tuple[Option, ...]:
-    """The prefixed options both halves declare (what `--model-opt` accepts for this pair)."""
+    """The prefixed options both halves of `pair:ARG` declare (what `--model-opt` accepts for it)."""
     from medbench.registry import registry
 
     reg = registry()
     halves = split_pair(arg, set(reg.names("models")) - {"pair"})
-    out = []
-    for role, spec_text in zip(ROLES, halves):
-        spec = reg.get("models", spec_text.partition(":")[0])
-        out.append(Option(f"{role}.model_path", Path, None, f"--model-path of the {role} half"))
-        out += [dataclasses.replace(o, name=f"{role}.{o.name}") for o in spec.options]
-    return tuple(out)
+    out: tuple[Option, ...] = ()
+    for role, text in zip(ROLES, halves):
+        name = text.partition(":")[0]
+        out += prefixed(role, name, reg.get("models", name).options)
+    return out
 
 
 def _half_seed(seed: int) -> int:

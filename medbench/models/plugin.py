@@ -25,7 +25,8 @@ def medbench_models():
         ModelSpec("diffusers", diffusers_model.factory, kinds=("report->image",), options=diffusers_model.OPTIONS,
                   uses_model_path=False,
                   description="diffusers:PATH, a local text-to-image DiffusionPipeline"),
-        ModelSpec("pair", pair.factory, kinds=("prompt->pair",), uses_model_path=False, options_for=pair.pair_options,
+        ModelSpec("pair", pair.factory, kinds=("prompt->pair",), uses_model_path=False,
+                  options=pair.listed_options(), options_for=pair.pair_options,
                   description="pair:T2I+I2T, prompt -> image by the first model -> report by the second "
                               "(options t2i.KEY=V / i2t.KEY=V)"),
     ]
