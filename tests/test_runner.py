@@ -57,13 +57,19 @@ def test_retrieval_all_kinds(tiny_folder, tmp_path):
         assert any(f.suffix == (".txt" if task == "i2t" else ".png") for f in files)
 
 
-def test_outputs_dir_missing_ids_are_listed(tiny_folder, tmp_path):
+def test_outputs_dir_missing_ids_are_listed(tiny_folder, tmp_path, capsys):
     gen = tmp_path / "gen"
     gen.mkdir()
     (gen / "test000.txt").write_text("No pleural effusion.")
-    with pytest.raises(UserError) as e:
-        run_cli("--task", "i2t", "--model", f"outputs:{gen}", "--dataset", f"folder:{tiny_folder}", "--out", str(tmp_path / "o"))
-    assert "no output for 9 requested sample(s)" in str(e.value) and "test001" in str(e.value) and str(gen) in str(e.value)
+    capsys.readouterr()
+    try:
+        rc = main(["run", "--task", "i2t", "--model", f"outputs:{gen}", "--dataset", f"folder:{tiny_folder}", "--out",
+                   str(tmp_path / "o"), "--store", "", "--no-report", "--n", "10"])
+        err = capsys.readouterr().err
+    except UserError as e:  # a CLI that does not turn user errors into exit 2
+        rc, err = 2, str(e)
+    assert rc == 2
+    assert "no output for 9 requested sample(s)" in err and "test001" in err and str(gen) in err
     assert not (tmp_path / "o").exists()  # refused before any run folder is made
 
 
