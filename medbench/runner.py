@@ -31,7 +31,7 @@ from medbench.records import Request, Sample
 from medbench.registry import registry
 from medbench.run_status import RunStatus
 from medbench.runrecord import RunRecord, write_record
-from medbench.safe_names import file_stem, inside, slug
+from medbench.safe_names import case_collisions, case_insensitive, file_stem, inside, slug
 from medbench.samples_log import write_samples
 from medbench.tasks import TaskSpec
 
@@ -263,6 +263,12 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     cfg.model_content = model_content(cfg, model, samples)
     rid = run_id(cfg)
     run_dir = cfg.out / rid
+    clashes = case_collisions([s.id for s in samples])
+    if clashes and case_insensitive(cfg.out):
+        shown = "; ".join(" / ".join(repr(i) for i in g) for g in clashes[:10])
+        raise UserError(f"--out {cfg.out} is on a case-insensitive file system and {len(clashes)} group(s) of sample ids "
+                        f"differ only in case ({shown}): their outputs would overwrite each other; use a case-sensitive "
+                        f"folder for --out")
     if not inside(cfg.out, run_dir) or run_dir.name != rid:
         raise RuntimeError(f"run id {rid!r} is not a plain folder name inside {cfg.out} (a bug in run_id)")
     status = RunStatus(run_dir, rid, started, enabled=rank == 0)

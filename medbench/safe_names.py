@@ -60,3 +60,21 @@ def inside(root: Path, path: Path) -> bool:
     """True when `path` (resolved, symlinks followed) lies under `root` (resolved)."""
     root, path = Path(root).resolve(), Path(path).resolve()
     return path == root or root in path.parents
+
+
+def case_insensitive(folder: Path) -> bool:
+    """Whether `folder`'s file system folds case (macOS, Windows defaults), by probing a temp file."""
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(prefix=".medbench-case-", dir=folder) as f:
+        name = Path(f.name).name
+        return (folder / name.upper()).exists() if name.upper() != name else False
+
+
+def case_collisions(ids: list[str]) -> list[list[str]]:
+    """Groups of ids whose file stems differ only in case (one file on a case-insensitive file system)."""
+    groups: dict[str, list[str]] = {}
+    for sid in ids:
+        groups.setdefault(file_stem(sid).casefold(), []).append(sid)
+    return [g for g in groups.values() if len(g) > 1]

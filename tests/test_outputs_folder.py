@@ -146,3 +146,12 @@ def test_meteor_heap_is_sized_from_the_longest_segment():
         assert default.command == ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
     finally:
         default.close()
+
+
+def test_case_collisions_are_found_and_this_file_system_is_probed(tmp_path):
+    from medbench.safe_names import case_collisions, case_insensitive
+
+    assert case_collisions(["A-1", "a-1", "b", "../x", "../X"]) == [["A-1", "a-1"]]  # encoded stems differ by hash
+    (tmp_path / "probe").write_text("x")
+    assert case_insensitive(tmp_path) == (tmp_path / "PROBE").exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "probe"]  # the probe file is removed
