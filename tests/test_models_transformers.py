@@ -147,13 +147,14 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(edit, what, vlm_di
         _model(folder)
 
 
-def test_remote_code_needs_an_explicit_yes(vlm_dirs, tmp_path):
+@pytest.mark.parametrize("where", ["config.json", "tokenizer_config.json"])
+def test_remote_code_needs_an_explicit_yes(where, vlm_dirs, tmp_path):
     folder = tmp_path / "custom"
     shutil.copytree(vlm_dirs["llava"], folder)
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / where).read_text())
     config["auto_map"] = {"AutoModelForImageTextToText": "modeling_custom.CustomVLM"}
-    (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UserError, match="trust_remote_code=1"):
+    (folder / where).write_text(json.dumps(config))
+    with pytest.raises(UserError, match=f"auto_map in {where}.*trust_remote_code=1"):
         _model(folder)
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from medbench.models.base import ModelContext
 from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
-                                       folder_sha256, given, model_folder, rank_device, read_json, refuse_remote_code,
-                                       torch_dtype, weight_files)
+                                       first_line, folder_sha256, given, model_folder, rank_device, read_json,
+                                       refuse_remote_code, torch_dtype, weight_files)
 from medbench.options import Option, resolve
 from medbench.records import Output, Request
 
@@ -95,10 +95,10 @@ class DiffusersModel:
             weight_files(sub, name)
             kw = {"torch_dtype": dtype} if library == "diffusers" else {"dtype": dtype or "auto"}
             try:
-                model, info = cls.from_pretrained(self.folder, subfolder=name, local_files_only=True, use_safetensors=True,
-                                                  output_loading_info=True, **kw)
+                model, info = cls.from_pretrained(self.folder, subfolder=name, local_files_only=True,
+                                                  use_safetensors=True, output_loading_info=True, **kw)
             except (ValueError, OSError, RuntimeError) as e:
-                raise ModelLoadError(f"{sub}: cannot load as {cls_name} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+                raise ModelLoadError(f"{sub}: cannot load as {cls_name} ({first_line(e)})") from None
             check_loading_info(info, sub)
             loaded[name] = model
         try:
@@ -106,7 +106,7 @@ class DiffusersModel:
                 self.folder, local_files_only=True, use_safetensors=True, torch_dtype=dtype,
                 trust_remote_code=self.opts["trust_remote_code"], **loaded)
         except (ValueError, OSError, TypeError) as e:
-            raise ModelLoadError(f"{self.folder}: not a pipeline diffusers can load ({str(e).strip().splitlines()[0]})") from None
+            raise ModelLoadError(f"{self.folder}: not a pipeline diffusers can load ({first_line(e)})") from None
         return pipe.to(self.device)
 
     def _check_text_to_image(self) -> dict[str, Any]:
@@ -116,8 +116,10 @@ class DiffusersModel:
                     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n != "prompt"]
         if "prompt" not in params or required or "generator" not in params:
             raise ModelLoadError(f"{self.folder}: {type(self.pipe).__name__} is not a text-to-image pipeline "
-                                 f"(its call needs {required or 'no prompt'}); diffusers: needs one whose call takes a prompt")
-        return {n: p.default for n, p in params.items() if n in ("num_inference_steps", "guidance_scale", "height", "width")}
+                                 f"(its call needs {required or 'no prompt'}); diffusers: needs one whose call takes "
+                                 f"a prompt")
+        wanted = ("num_inference_steps", "guidance_scale", "height", "width")
+        return {n: p.default for n, p in params.items() if n in wanted}
 
     def _set_scheduler(self, name: str) -> None:
         compatible = {c.__name__: c for c in getattr(self.pipe.scheduler, "compatibles", [])}

@@ -56,6 +56,12 @@ def weight_files(folder: Path, what: str) -> list[Path]:
     raise ModelLoadError(f"{folder}: no {what} weights (*.safetensors) in the folder")
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (library errors can run to pages), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -71,6 +77,21 @@ def refuse_remote_code(folder: Path, needs_code: str | None, trust: bool) -> Non
     if needs_code and not trust:
         raise ModelLoadError(f"{folder}: the model needs its own Python code ({needs_code}); medbench does not run "
                              f"it unless you pass --model-opt trust_remote_code=1 (recorded in run.json)")
+
+
+def custom_code(folder: Path) -> str | None:
+    """What in a transformers folder asks for its own Python code: an `auto_map` in any of its JSON
+    configs (model, processor, tokenizer) or a .py file; None when there is none."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            found.append(f"auto_map in {path.name}")
+    found += [f"{p.name}" for p in sorted(folder.glob("*.py"))]
+    return ", ".join(found) or None
 
 
 def check_loading_info(info: dict[str, Any], where: Path) -> None:

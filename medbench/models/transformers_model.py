@@ -18,8 +18,8 @@ from typing import Any
 
 from medbench.models.base import ModelContext
 from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
-                                       folder_sha256, given, model_folder, rank_device, read_json, refuse_remote_code,
-                                       torch_dtype, weight_files)
+                                       custom_code, first_line, folder_sha256, given, model_folder, rank_device,
+                                       read_json, refuse_remote_code, torch_dtype, weight_files)
 from medbench.options import Option, resolve
 from medbench.records import Output, Request
 
@@ -61,9 +61,8 @@ class TransformersModel:
         self.folder = model_folder(ctx.arg, "transformers", marker="config.json")
         self.name = f"transformers:{self.folder.name}"
         weight_files(self.folder, "model")
-        config = read_json(self.folder / "config.json")
-        auto_map = config.get("auto_map")
-        refuse_remote_code(self.folder, f"auto_map {sorted(auto_map)}" if auto_map else None, self.opts["trust_remote_code"])
+        read_json(self.folder / "config.json")
+        refuse_remote_code(self.folder, custom_code(self.folder), self.opts["trust_remote_code"])
         self.device = rank_device(ctx.device)
         self.model, self.processor = self._load()
         self.tokenizer = getattr(self.processor, "tokenizer", None)
@@ -90,9 +89,8 @@ class TransformersModel:
         except ValueError as e:  # transformers' "Unrecognized configuration class ..." and friends
             if isinstance(e, ModelLoadError):
                 raise
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"{self.folder}: not an image-text-to-text model transformers can load "
-                                 f"(AutoModelForImageTextToText: {first})") from None
+                                 f"(AutoModelForImageTextToText: {first_line(e)})") from None
         check_loading_info(info, self.folder)
         return model.to(self.device).eval(), processor
 
