@@ -107,12 +107,12 @@ def _convert(typ: type, raw: Any) -> Any:
     raise TypeError(f"unsupported option type {typ!r}")
 
 
-def _unknown(key: str, known: Iterable[str], owner: str, flag: str) -> OptionError:
+def _unknown(key: str, known: Iterable[str], owner: str, flag: str, verb: str = "has no option") -> OptionError:
     known = sorted(set(known))
     near = difflib.get_close_matches(key, known, n=1)
     hint = f" Did you mean {near[0]!r}?" if near else ""
     listed = ", ".join(known) if known else "(it takes none)"
-    return OptionError(f"{flag} {key}: {owner} has no option {key!r}.{hint} Known: {listed}")
+    return OptionError(f"{flag} {key}: {owner} {verb} {key!r}.{hint} Known: {listed}")
 
 
 def resolve(declared: Sequence[Option], given: Mapping[str, Any], *, owner: str, flag: str) -> dict[str, Any]:
@@ -140,7 +140,8 @@ def resolve_shared(groups: Mapping[str, Sequence[Option]], given: Mapping[str, A
     declared = {o.name for opts in groups.values() for o in opts}
     for key in given:
         if key not in declared:
-            raise _unknown(key, declared, f"none of this run's {what} ({', '.join(groups) or 'none'})", flag)
+            raise _unknown(key, declared, f"none of this run's {what} ({', '.join(groups) or 'none'})", flag,
+                           verb="declares an option")
     return {owner: resolve(opts, {k: v for k, v in given.items() if k in {o.name for o in opts}}, owner=owner, flag=flag)
             for owner, opts in groups.items()}
 

@@ -17,7 +17,7 @@ from medbench.errors import UserError
 DEFAULT_STORE = Path("runs/medbench.sqlite")
 
 RUN_KEYWORDS = ("protocol", "quick", "dataset_options", "model_options", "metric_options", "model_path", "on_bad_sample",
-                "domain", "batch_size", "n_boot", "device", "store", "report")
+                "domain", "batch_size", "n_boot", "device", "report")
 
 
 def make_run_config(*, task: Any, model: str, dataset: str | None = None, n: int | None = None, seed: int | None = None,
@@ -35,7 +35,7 @@ def make_run_config(*, task: Any, model: str, dataset: str | None = None, n: int
     if not isinstance(model, str) or not model:
         raise UserError(f"model must be a non-empty string such as 'oracle' or 'outputs:DIR', got {model!r}")
     return RunConfig(task=spec, model=model, dataset=dataset or reduced.get("dataset", spec.dataset), out=Path(out),
-                     seed=seed if seed is not None else spec.seeds[0], n=n or reduced.get("n", spec.n),
+                     seed=seed if seed is not None else spec.seeds[0], n=n if n is not None else reduced.get("n", spec.n),
                      protocol=protocol or spec.protocol, dataset_options=dict(dataset_options or {}),
                      model_path=Path(model_path) if model_path else None, model_options=dict(model_options or {}),
                      metric_options=dict(metric_options or {}) | ({"quick": "1"} if quick else {}),

@@ -169,7 +169,7 @@ def test_file_datasets_entry_point_loads():
 
     (entry,) = [ep for ep in md.entry_points(group="medbench") if ep.name == "file-datasets"]
     assert entry.load() is plugin
-    assert [spec.name for spec in plugin.medbench_datasets()] == ["iu-xray", "mimic-cxr-jpg"]
+    assert [spec.name for spec in plugin.medbench_datasets()] == ["iu-xray", "mimic-cxr", "mimic-cxr-jpg", "chexpert", "chexpert-plus", "pathgen"]
 
 
 # ------------------------------------------------------------------------------ public collections (local copies)
@@ -254,7 +254,7 @@ def test_mimic_cxr_jpg_metadata(tmp_path):
     assert [(s.id, s.patient_id, s.split) for s in ds.samples] == [("d1", "p10000032", "train"), ("d2", "p10000032", "train"),
                                                                   ("d3", "p11000001", "val")]
     d1 = ds.samples[0]
-    assert d1.report == "Enlarged heart.\n Mild edema. Cardiomegaly."
+    assert d1.report == "Enlarged heart. Mild edema. Cardiomegaly."
     assert d1.labels == {"Cardiomegaly": 1, "Edema": -1}
     assert d1.image_path == tmp_path / "files" / "p10" / "p10000032" / "s50000001" / "d1.jpg"
     assert ds.samples[2].report == "No acute process." and ds.samples[2].labels == {"No Finding": 1}
