@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
@@ -79,7 +78,7 @@ def main() -> int:
         root = tmp / "weights"
         for build in (build_chexbert, build_bertscore_distilbert, build_radgraph):
             build(root)
-    ctx = metric_context(root, tmp, batch_size=64)
+    ctx = metric_context(root, tmp)
     ctx.device = args.device
     refs, hyps = report_pairs(args.pairs, seed=7)
     pairs = scored_pairs(refs, hyps)

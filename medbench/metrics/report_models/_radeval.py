@@ -67,19 +67,26 @@ class HalfLoaded(MetricUnavailable):
     """A checkpoint whose keys do not match the architecture (a model that would be half-loaded)."""
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' load report (medbench checks the loading info itself)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def strict_from_pretrained(auto_class, folder: Path, *, head_prefixes: tuple[str, ...] = (),
                            not_stored: tuple[str, ...] = (), **kwargs):
     """``auto_class.from_pretrained(folder)`` that refuses missing keys (other than ``not_stored``
     modules the metric never uses, e.g. a pooler absent from MLM checkpoints) and unexpected keys
     (other than the pretraining heads named in ``head_prefixes``)."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the load report is checked below, not printed
-    try:
+    with quiet_transformers():  # the load report is checked below, not printed
         model, info = auto_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
-    finally:
-        hf_logging.set_verbosity(level)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(not_stored)]
     unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith(head_prefixes)]
     mismatched = list(info.get("mismatched_keys", []))

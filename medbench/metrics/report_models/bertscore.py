@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medbench.metrics.base import Metric, MetricUnavailable, Scored
-from medbench.metrics.report_models._radeval import device_of, radeval_import, strict_from_pretrained
+from medbench.metrics.report_models._radeval import device_of, quiet_transformers, radeval_import, strict_from_pretrained
 from medbench.metrics.report_models.weights_specs import BERTSCORE_DISTILBERT
 from medbench.weights import Located, WeightsError, locate
 
@@ -38,10 +38,11 @@ def load_scorer(folder: Path, baseline_name: str, num_layers: int, *, device: st
     vendor = radeval_import("radeval.metrics.bertscore._vendor")
     check_checkpoint(folder)
     baseline = Path(vendor.__file__).parent / "rescale_baseline" / "en" / f"{baseline_name}.tsv"
-    return vendor.BERTScorer(model_type=str(folder), num_layers=num_layers, batch_size=batch_size, nthreads=1,
-                             all_layers=False, idf=idf_sents is not None, idf_sents=idf_sents, device=device,
-                             lang="en", rescale_with_baseline=False, baseline_path=str(baseline),
-                             use_fast_tokenizer=False)
+    with quiet_transformers():  # checked above; the package's own load would print the heads it drops
+        return vendor.BERTScorer(model_type=str(folder), num_layers=num_layers, batch_size=batch_size, nthreads=1,
+                                 all_layers=False, idf=idf_sents is not None, idf_sents=idf_sents, device=device,
+                                 lang="en", rescale_with_baseline=False, baseline_path=str(baseline),
+                                 use_fast_tokenizer=False)
 
 
 def score_pairs(scorer, refs: list[str], hyps: list[str], batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -91,7 +92,7 @@ class BERTScore(Metric):
         return {self.key(q): float(stats[q].mean()) if len(stats[q]) else 0.0 for q in self.QUANTITIES}
 
     def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {self.key(q): stats[q] for q in self.QUANTITIES}
+        return {self.key(q): np.asarray(stats[q], float).tolist() for q in self.QUANTITIES}
 
 
 def bertscore_factory(ctx) -> BERTScore:
@@ -99,4 +100,4 @@ def bertscore_factory(ctx) -> BERTScore:
         located = locate(BERTSCORE_DISTILBERT, ctx.options.get("weights_root"))
     except WeightsError as e:
         raise MetricUnavailable(str(e)) from None
-    return BERTScore(located, "distilbert-base-uncased", 5, device_of(ctx), int(ctx.options.get("batch_size", 64) or 64))
+    return BERTScore(located, "distilbert-base-uncased", 5, device_of(ctx))

@@ -127,12 +127,12 @@ class CheXbertF1(Metric):
             out.update({f"clinical.chexbert.f1_{a}{k}": avg[a] for a in AVERAGES})
         return out
 
-    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def per_sample(self, stats: dict[str, np.ndarray]) -> dict[str, list]:
         """Per-sample example-based F1 over the 5 and the 14 labels."""
         out = {}
         for k, idx in SUBSETS.items():
             tp, fp, fn = (stats[c][:, idx].sum(1) for c in ("tp", "fp", "fn"))
-            out[f"clinical.chexbert.f1_example{k}"] = _ratio(2 * tp, 2 * tp + fp + fn)
+            out[f"clinical.chexbert.f1_example{k}"] = _ratio(2 * tp, 2 * tp + fp + fn).tolist()
         return out
 
     def extras(self) -> dict[str, Any]:
@@ -148,4 +148,4 @@ def chexbert_factory(ctx) -> CheXbertF1:
         located = locate(CHEXBERT, ctx.options.get("weights_root"))
     except WeightsError as e:
         raise MetricUnavailable(str(e)) from None
-    return CheXbertF1(located, device_of(ctx), int(ctx.options.get("batch_size", 64) or 64))
+    return CheXbertF1(located, device_of(ctx))

@@ -51,7 +51,7 @@ class GreenScore(Metric):
         return {"nlg.green": float(v.mean()) if len(v) else float("nan")}
 
     def per_sample(self, stats):
-        return {"nlg.green": stats["green"]}
+        return {"nlg.green": [None if not np.isfinite(v) else float(v) for v in stats["green"]]}
 
     def extras(self):
         v = np.asarray(self._scores)

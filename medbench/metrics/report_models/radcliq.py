@@ -109,7 +109,7 @@ class RadCliQv1(Metric):
         return summary(stats["radcliq_v1"])
 
     def per_sample(self, stats):
-        return {"nlg.radcliq_v1": stats["radcliq_v1"], **{f"nlg.radcliq_v1.{c}": stats[c] for c in COLUMNS}}
+        return {"nlg.radcliq_v1": stats["radcliq_v1"].tolist(), **{f"nlg.radcliq_v1.{c}": stats[c].tolist() for c in COLUMNS}}
 
 
 def radcliq_factory(ctx) -> RadCliQv1:

@@ -109,7 +109,7 @@ class RadGraphF1(Metric):
         return {f"nlg.radgraph.f1_{lv}": float(stats[lv].mean()) if len(stats[lv]) else 0.0 for lv in LEVELS}
 
     def per_sample(self, stats):
-        return {f"nlg.radgraph.f1_{lv}": stats[lv] for lv in LEVELS}
+        return {f"nlg.radgraph.f1_{lv}": np.asarray(stats[lv], float).tolist() for lv in LEVELS}
 
 
 def radgraph_factory(ctx) -> RadGraphF1:

@@ -74,7 +74,7 @@ class RaTEScoreMetric(Metric):
         return {"nlg.ratescore": float(v.mean()) if len(v) else 0.0}
 
     def per_sample(self, stats):
-        return {"nlg.ratescore": stats["ratescore"]}
+        return {"nlg.ratescore": np.asarray(stats["ratescore"], float).tolist()}
 
 
 def ratescore_factory(ctx) -> RaTEScoreMetric:
