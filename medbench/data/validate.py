@@ -193,6 +193,9 @@ def image_problem(path: Path, root: Path | None = None) -> str | None:
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, mode, (width, height) = im.format, im.mode, im.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:  # PIL only warns up to twice this
+                return (f"image of {width}x{height} = {width * height:,} pixels is above PIL's decompression-bomb "
+                        f"limit ({Image.MAX_IMAGE_PIXELS:,} pixels); downscale it first")
             im.load()
     except Image.UnidentifiedImageError:
         return "not an image PIL can read (unknown or corrupt format)"

@@ -3,8 +3,7 @@ problem, or accepted as documented (with a warning where the numbers depend on i
 nothing outside --out, whatever the sample ids hold.
 
 Left to the families' and tasks' own tests: F27 (label keys outside the labeler's observations),
-F33/F34 (a dataset that turns "mixed"), F46 (a flat folder has no train split), F9 (PIL's
-decompression-bomb warning band)."""
+F33/F34 (a dataset that turns "mixed"), F46 (a flat folder has no train split)."""
 from __future__ import annotations
 
 import json
@@ -64,6 +63,7 @@ REFUSED = {  # row: (mutation(box, png, txt), expected "file: problem" text ("{p
     "F3": (lambda b, png, txt: png.write_bytes(b""), "{png}: empty image file (0 bytes)"),
     "F4": (lambda b, png, txt: png.write_text("text"), "{png}: not an image PIL can read"),
     "F5": (lambda b, png, txt: Image.fromarray(np.full((32, 32), 999, np.uint16)).save(png), "{png}: unsupported image mode 'I;16'"),
+    "F9": (lambda b, png, txt: _bomb_png(png, 12_000), "{png}: image of 12000x12000 = 144,000,000 pixels is above PIL's decompression-bomb limit"),
     "F10": (lambda b, png, txt: _bomb_png(png), "{png}: image refused as a decompression bomb"),
     "F13": (lambda b, png, txt: txt.write_bytes(b"Normal \xff heart."), "{txt}: report is not UTF-8: invalid byte 0xff at byte offset 7"),
     "F14": (lambda b, png, txt: txt.write_text("   "), "{txt}: empty report"),
