@@ -3,7 +3,8 @@
 A run that fails after creating its folder is marked failed (with its error and stage), never left
 as an empty folder that looks finished. Starting a run removes what an earlier run of the same id
 left that this run will write again (run.json, report.html), so a stale report is never advertised
-for a run that did not write one. Usage::
+for a run that did not write one. A run holds ``.lock`` (fcntl.flock) while it runs, so a second
+process starting the same run is refused instead of generating everything again. Usage::
 
     status = RunStatus(run_dir, run_id, started)
     status.start(config=cfg.identity())    # status "running"; writes config.json
@@ -17,7 +18,10 @@ import json
 import os
 from pathlib import Path
 
+from medbench.errors import UserError
+
 STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"
 STALE = ("run.json", "report.html")
 
 
@@ -52,6 +56,7 @@ class RunStatus:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.enabled:
             return
+        self._lock()
         for name in STALE:
             (self.run_dir / name).unlink(missing_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
@@ -64,7 +69,31 @@ class RunStatus:
     def complete(self) -> None:
         self.state.update(status="complete", error=None)
         self._write()
+        self._unlock()
 
     def fail(self, error: BaseException) -> None:
         self.state.update(status="failed", error=f"{type(error).__name__}: {error}"[:4000])
         self._write()
+        self._unlock()
+
+    def _lock(self) -> None:
+        """One process per run folder: a second identical run is refused, not run twice (qa R9)."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): runs are not locked
+            return
+        self._lock_file = open(self.run_dir / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            other = read_status(self.run_dir) or {}
+            raise UserError(f"{self.run_dir}: another medbench process is running this run (started "
+                            f"{other.get('started', '?')}, stage {other.get('stage', '?')}); wait for it to finish, "
+                            f"then rerun to reuse its outputs") from None
+
+    def _unlock(self) -> None:
+        if getattr(self, "_lock_file", None) is not None:
+            self._lock_file.close()  # closing the file releases the flock
+            self._lock_file = None

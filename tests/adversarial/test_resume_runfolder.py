@@ -4,8 +4,9 @@ is regenerated (and said so), so the resumed run ends with the numbers and the p
 untouched run; a torn last log line never glues onto the next entry; a report.html left by an
 earlier run is never advertised by a run that did not write it.
 
-(R1-R3, kill -9 at any point, are tests/test_runner.py::test_kill_9_then_resume_gives_identical_metrics;
-R9, two identical runs at once, behaves correctly and is not retested here.)"""
+A second process starting the same run while one holds it is refused (R9).
+
+(R1-R3, kill -9 at any point, are tests/test_runner.py::test_kill_9_then_resume_gives_identical_metrics.)"""
 from __future__ import annotations
 
 import json
@@ -101,4 +102,19 @@ def test_failed_run_is_marked_failed(box, capsys):
     assert rc != 0
     assert status["status"] == "failed" and status["stage"] == "score" and "FileExistsError" in status["error"]
     assert not (run_dir / "run.json").exists()  # the earlier run's record is not left to look current
+    box.assert_nothing_outside_out()
+
+
+def test_R9_a_second_process_on_the_same_run_is_refused(box, capsys):
+    import fcntl
+
+    run_dir = _fresh(box, capsys)
+    with open(run_dir / ".lock", "a+") as held:  # another process holds the run
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = (run_dir / "run.json").read_bytes()
+        rc, err, _ = _run(box, capsys)
+    assert rc == 2 and "another medbench process is running this run" in err and str(run_dir) in err
+    assert (run_dir / "run.json").read_bytes() == before  # the running run's folder was left alone
+    rc, _, _ = _run(box, capsys)  # released: the run proceeds
+    assert rc == 0
     box.assert_nothing_outside_out()
