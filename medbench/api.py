@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from medbench.errors import UserError
-from medbench.run_config import RUN_KEYWORDS, make_run_config
+from medbench.run_config import DEFAULT_STORE, RUN_KEYWORDS, make_run_config
 
 _METEOR = None  # the process's METEOR JVM (java_meteor.MeteorJVM), started on first use
 
@@ -94,26 +94,55 @@ class RunResult:
 
 # -- evaluate ----------------------------------------------------------------------------------
 
-def evaluate(task: Any, model: str, dataset: str | None = None, n: int | None = None, seed: int | None = None,
-             out: str | Path = "runs", **options: Any) -> RunResult:
-    """Run a task end to end, exactly as ``medbench run`` does (same RunConfig, run folder and numbers).
+def evaluate(task: Any, model: str, dataset: str | None = None, n: int | str | None = None, seed: int | None = None,
+             out: str | Path = "runs", *, store: str | Path | None = DEFAULT_STORE, allow_missing_primary: bool = False,
+             **options: Any) -> RunResult:
+    """Run a task end to end, exactly as ``medbench run`` does: the same checks before any work, the same
+    RunConfig (`make_run_config`, which the CLI's flags map onto), run folder and numbers, and the same
+    store rule (a run whose primary metric is missing is not stored unless ``allow_missing_primary``).
 
-    ``options``: the other run flags by their Python names: protocol, quick, dataset_options,
-    model_options, metric_options (dicts), model_path, on_bad_sample, domain, batch_size, n_boot
-    (``--bootstrap``), device, store (None disables), report.
+    ``n``: a count or "all". ``store``: the results store (None disables). ``options``: the other run
+    flags by their Python names: protocol, quick, dataset_options, model_options, metric_options (dicts),
+    model_path, on_bad_sample, domain, batch_size, n_boot (``--bootstrap``), device (default "auto"),
+    report.
     """
+    from medbench.run_checks import check_numbers, check_out, check_store
     from medbench.runner import execute
 
-    unknown = sorted(set(options) - set(RUN_KEYWORDS))
+    unknown = sorted(set(options) - set(RUN_KEYWORDS) - {"store"})
     if unknown:
-        raise UserError(f"medbench.evaluate: unknown option(s) {', '.join(unknown)} (allowed: {', '.join(RUN_KEYWORDS)})")
-    cfg = make_run_config(task=task, model=model, dataset=dataset, n=n, seed=seed, out=out, **options)
+        raise UserError(f"medbench.evaluate: unknown option(s) {', '.join(unknown)} (allowed: {', '.join(RUN_KEYWORDS)}, "
+                        "allow_missing_primary)")
+    options.setdefault("device", "auto")
+    if n == "all":
+        n_all, n = True, None
+    elif n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        raise UserError(f"medbench.evaluate: n must be a whole number or 'all', got {n!r}")
+    else:
+        n_all = False
+    check_numbers(seed or 0, options.get("batch_size", 16), options.get("n_boot", 1000), n)
+    check_out(Path(out))
+    if store:
+        check_store(Path(store))
+    cfg = make_run_config(task=task, model=model, dataset=dataset, n=n, seed=seed, out=out, store=None, **options)
+    if n_all:
+        cfg.n = None  # every complete pair of the split, as `--n all`
     run_dir, record = execute(cfg)
     if record is None:  # a non-zero rank under torchrun: rank 0 holds the record
         from medbench.runrecord import load_record
 
         record = load_record(run_dir) if (run_dir / "run.json").exists() else {}
-    return RunResult(Path(run_dir), dict(record))
+    record = dict(record)
+    if store and record:
+        from medbench.console import primary_missing
+        from medbench.store import Store
+
+        missing = primary_missing(record)
+        if missing and not allow_missing_primary:
+            raise UserError(f"{missing}; the run was not stored (pass allow_missing_primary=True to accept it); "
+                            f"run folder: {run_dir}")
+        Store(store).add_run(record, run_dir)
+    return RunResult(Path(run_dir), record)
 
 
 # -- scoring plain lists -----------------------------------------------------------------------
