@@ -1,8 +1,17 @@
 """`medbench run`: task -> dataset -> model -> outputs -> metrics -> run.json -> report/store.
 
 Resumable: outputs are logged as they are produced (medbench.outputs), so a killed run started
-again with the same arguments skips finished samples and ends with the same numbers. Under
-``torchrun`` each rank generates its shard of the requests and rank 0 scores once.
+again with the same arguments skips finished samples (after re-checking each one's sha256) and
+ends with the same numbers. Under ``torchrun`` each rank generates its shard of the requests and
+rank 0 scores once.
+
+Nothing is written outside ``--out``: the run folder is ``<out>/<run_id>`` (slugs and a digest of
+config.json, which holds the *content* digest of outputs:DIR / --model-path), and output files
+are named by `medbench.safe_names.file_stem`. Beside run.json the runner writes status.json and
+samples.jsonl (docs/runjson.md)::
+
+    run_dir, record = execute(RunConfig(task=load_task("i2t"), model="oracle", dataset="cxr-phantom",
+                                        out=Path("runs"), seed=0, n=16, protocol="coco"))
 """
 from __future__ import annotations
 
