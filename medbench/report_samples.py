@@ -101,23 +101,31 @@ def _is_label_set(value: Any) -> bool:
         v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v in LABEL_VALUES) for v in value.values())
 
 
+NOT_LABELS = ("per_label", "head_scores", "disagreements")  # per-label agreement flags, probabilities, lists
+
+
 def label_sets(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{title: {label: 1|0|-1|None}}: the reference labels, then every label-valued score."""
+    """{title: {label: 1|0|-1|None}}: the reference labels, then every label-valued score. A score
+    ``<family>.<side>_labels`` is titled ``<family>.<side>`` (``clinical.generated``,
+    ``pair.consistency.image``); other label-valued scores whose key mentions ``label`` keep their key
+    (``image.label_fidelity.predicted``); per-label agreement flags and head probabilities are not
+    label sets."""
     sets: dict[str, dict[str, Any]] = {}
     ref = (entry.get("reference") or {}).get("labels")
     if _is_label_set(ref):
         sets["reference"] = ref
 
-    def walk(path: list[str], value: Any) -> None:
-        if _is_label_set(value) and any("label" in p for p in path):
-            words = ".".join(path).replace("_labels", "").replace(".labels", "").replace("labels.", "")
-            sets.setdefault(words.replace("_", " "), value)
+    def walk(key: str, value: Any) -> None:
+        if key.endswith(NOT_LABELS):
+            return
+        if _is_label_set(value) and "label" in key:
+            sets.setdefault(key.removesuffix("_labels").removesuffix(".labels"), value)
         elif isinstance(value, dict):
             for k, v in value.items():
-                walk(path + [str(k)], v)
+                walk(f"{key}.{k}", v)
 
     for key, value in (entry.get("scores") or {}).items():
-        walk([key], value)
+        walk(str(key), value)
     for title, value in (entry.get("labels_from_stats") or {}).items():
         sets.setdefault(title, value)
     return sets
@@ -168,22 +176,21 @@ def add_stats_labels(entries: list[dict[str, Any]], run_dir: Path, extras: dict[
 
 
 def _compared(titles: list[str], kind: str | None) -> tuple[str, str] | None:
-    """Which two label sets a disagreement is about: generated image vs generated report for joint
-    pairs; otherwise the generated (predicted) set vs the reference."""
-    def find(*words: str, avoid: str = "~") -> str | None:
-        return next((t for t in titles if all(w in t for w in words) and avoid not in t), None)
+    """Which two label sets a disagreement is about: for joint pairs the labels read off the generated
+    image against those of the generated report (``<family>.image`` / ``<family>.report``); otherwise
+    a family's generated (or predicted) labels against its own reference labels, else the dataset's."""
+    def pair(first: str, second: str) -> tuple[str, str] | None:
+        for t in titles:
+            if t.endswith(first) and t[:-len(first)] + second in titles:
+                return t, t[:-len(first)] + second
+        return None
 
-    if kind == "prompt->pair":
-        image = find("image", avoid="real") or find("image")
-        report = find("report", avoid="real") or find("report")
-        if image and report and image != report:
-            return image, report
-    generated = find("generated") or find("predicted")
-    family = generated.rsplit(".", 1)[0] + "." if generated and "." in generated else "~"
-    reference = find(family, "reference") or ("reference" if "reference" in titles else find("reference"))
-    if generated and reference and generated != reference:
-        return generated, reference
-    return None
+    found = pair(".image", ".report") if kind == "prompt->pair" else None
+    found = found or pair(".generated", ".reference") or pair(".predicted", ".reference")
+    if found is None:
+        generated = next((t for t in titles if t.endswith((".generated", ".predicted"))), None)
+        found = (generated, "reference") if generated and "reference" in titles else None
+    return found
 
 
 def label_table(sets: dict[str, dict[str, Any]], kind: str | None) -> dict[str, Any] | None:
@@ -191,8 +198,9 @@ def label_table(sets: dict[str, dict[str, Any]], kind: str | None) -> dict[str, 
     (one says positive, the other does not)."""
     if not sets:
         return None
-    titles = list(sets)
-    compare = _compared(titles, kind)
+    compare = _compared(list(sets), kind)
+    lead = (["reference"] if "reference" in sets else []) + [t for t in compare or () if t != "reference"]
+    titles = lead + [t for t in sets if t not in lead]  # the dataset's labels, then the compared pair
     names = sorted({k for s in sets.values() for k, v in s.items() if v in (1, -1)})
     rows = []
     for name in names:

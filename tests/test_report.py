@@ -196,3 +196,27 @@ def test_cli_entry(tmp_path, capsys):
     assert (run / "report.html").read_text().count('class="sample') == 5
     with pytest.raises(UserError, match="--gallery"):
         main_report(parser.parse_args([str(run), "--gallery", "-1"]))
+
+
+def test_label_sets_follow_the_families_per_sample_keys():
+    from medbench.report_samples import label_sets, label_table
+
+    lab = {"Edema": 1, "Pleural Effusion": 0}
+    other = {"Edema": 0, "Pleural Effusion": 1}
+    entry = {"reference": {"labels": {"Edema": 1}}, "scores": {
+        "clinical.reference_labels": lab, "clinical.generated_labels": other, "clinical.disagreements": ["Edema"],
+        "image.label_fidelity.predicted": other, "image.label_fidelity.reference": lab,
+        "image.label_fidelity.head_scores": {"Edema": 1.0, "Pleural Effusion": 0.0},  # probabilities, not labels
+        "pair.consistency.report_labels": lab, "pair.consistency.image_labels": other,
+        "pair.consistency.per_label": {"Edema": 0, "Pleural Effusion": 0}}}  # agreement flags, not labels
+    sets = label_sets(entry)
+    assert list(sets) == ["reference", "clinical.reference", "clinical.generated", "image.label_fidelity.predicted",
+                          "image.label_fidelity.reference", "pair.consistency.report", "pair.consistency.image"]
+    joint = label_table(sets, "prompt->pair")
+    assert joint["compare"] == ("pair.consistency.image", "pair.consistency.report")
+    assert joint["titles"][:3] == ["reference", "pair.consistency.image", "pair.consistency.report"]
+    assert [r["label"] for r in joint["rows"] if r["disagree"]] == ["Edema", "Pleural Effusion"]
+    assert label_table(sets, "image->report")["compare"] == ("clinical.generated", "clinical.reference")
+    t2i = {k: v for k, v in sets.items() if not k.startswith(("clinical", "pair"))}
+    assert label_table(t2i, "report->image")["compare"] == ("image.label_fidelity.predicted", "image.label_fidelity.reference")
+    assert label_table({"reference": lab}, "report->image")["compare"] is None
