@@ -289,13 +289,18 @@ def validate(dataset: Dataset, *, check_images: bool = True, max_report_chars: i
 def _image_problems(samples: list[Sample], check_images: bool, workers: int | None, progress: bool):
     if not check_images:
         return ["image file not found" if not os.path.isfile(s.image_path) else None for s in samples]
-    paths = [s.image_path for s in samples]
+    return image_problems([s.image_path for s in samples], workers=workers, progress=progress)
+
+
+def image_problems(paths: list[Path], root: Path | None = None, *, workers: int | None = None,
+                   progress: bool = False) -> list[str | None]:
+    """`image_problem` of every path, decoded on a few threads, with truncated loading forced off."""
     workers = workers or min(4, os.cpu_count() or 1)
     before = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated image must fail, never load half-grey
     try:
         with ThreadPoolExecutor(workers) as pool:
-            results = pool.map(image_problem, paths, chunksize=64)
+            results = pool.map(lambda p: image_problem(p, root), paths, chunksize=64)
             if progress:
                 from tqdm import tqdm
 

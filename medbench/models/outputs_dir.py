@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from medbench.data.validate import MAX_REPORT_CHARS, file_problem, image_problem, read_report
+from medbench.data.validate import MAX_REPORT_CHARS, file_problem, image_problems, read_report
 from medbench.errors import UserError
 from medbench.identity import digest_of
 from medbench.models.base import ModelContext
@@ -70,25 +70,27 @@ class OutputsDirModel:
     def identity(self, requests: list[Request]) -> dict:
         """Validate every file the requests need and hash it; the digest enters the run id."""
         scan = self._scan()
-        missing, bad = [], []
+        missing, bad, found = [], [], []
         for r in requests:
             stem = file_stem(r.sample_id)
             for modality in produces(r.kind):
                 names = sorted(scan.get(stem, {}).get(modality, []))
                 if not names:
                     missing.append(f"{r.sample_id} ({modality}: {stem}{'.png' if modality == 'image' else '.txt'})")
-                    continue
-                if len(names) > 1:
+                elif len(names) > 1:
                     named = self.root / f"{stem}{'.png' if modality == 'image' else '.txt'}"
                     bad.append(f"{named}: several {modality} files for one id: {', '.join(names)} (sample {r.sample_id!r})")
-                    continue
-                path = self.root / names[0]
-                problem = (image_problem(path, self.root) if modality == "image"
-                           else read_report(path, self.max_report_chars, allow_empty=True, root=self.root)[1])
-                if problem:
-                    bad.append(f"{path}: {problem} (sample {r.sample_id!r})")
-                    continue
-                self._files.setdefault(r.sample_id, {})[modality] = (path, _sha256(path))
+                else:
+                    found.append((r.sample_id, modality, self.root / names[0]))
+        images = [f for f in found if f[1] == "image"]
+        problems = dict(zip(images, image_problems([p for _, _, p in images], self.root)))
+        for sid, modality, path in found:
+            problem = (problems[(sid, modality, path)] if modality == "image"
+                       else read_report(path, self.max_report_chars, allow_empty=True, root=self.root)[1])
+            if problem:
+                bad.append(f"{path}: {problem} (sample {sid!r})")
+            else:
+                self._files.setdefault(sid, {})[modality] = (path, _sha256(path))
         if missing or bad:
             parts = []
             if missing:
