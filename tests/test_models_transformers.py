@@ -14,9 +14,10 @@ from medbench.models.base import ModelContext
 from medbench.models.transformers_model import DEFAULT_INSTRUCTIONS, TransformersModel
 from medbench.options import OptionError
 from medbench.records import Request
-from tiny_hf_models import outputs_of, run_medbench, run_medbench_refused, save_tiny_llava, save_tiny_qwen2_vl
+from tiny_hf_models import (outputs_of, run_medbench, run_medbench_refused, save_tiny_gemma3, save_tiny_llava,
+                            save_tiny_qwen2_vl)
 
-BUILDERS = {"llava": save_tiny_llava, "qwen2_vl": save_tiny_qwen2_vl}
+BUILDERS = {"llava": save_tiny_llava, "qwen2_vl": save_tiny_qwen2_vl, "gemma3": save_tiny_gemma3}
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +76,10 @@ def test_reports_equal_transformers_generate_on_the_same_inputs(family, vlm_dirs
     processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True).eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DEFAULT_INSTRUCTIONS["cxr"]}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = processor(images=[im.convert("RGB") for im in images], text=[prompt] * 3, return_tensors="pt", padding=True)
+    chats = [[{"role": "user", "content": [{"type": "image", "image": im.convert("RGB")},
+                                           {"type": "text", "text": DEFAULT_INSTRUCTIONS["cxr"]}]}] for im in images]
+    inputs = processor.apply_chat_template(chats, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt", processor_kwargs={"padding": True})
     with torch.inference_mode():
         ids = model.generate(**inputs, max_new_tokens=6, num_beams=2, do_sample=False)
     theirs = [t.strip() for t in processor.tokenizer.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]

@@ -3,6 +3,7 @@ so the transformers/diffusers adapters are tested on the same classes real check
 
     folder = save_tiny_llava(tmp_path / "llava")        # LlavaForConditionalGeneration + CLIP tower + Llama
     folder = save_tiny_qwen2_vl(tmp_path / "qwen2vl")   # Qwen2VLForConditionalGeneration
+    folder = save_tiny_gemma3(tmp_path / "gemma3")      # Gemma3ForConditionalGeneration (MedGemma's architecture)
     folder = save_tiny_sd(tmp_path / "sd")              # StableDiffusionPipeline (UNet, VAE, CLIP text, DDIM)
 
 The tokenizers are built offline with the `tokenizers` library (a word-level vocabulary of radiology
@@ -14,7 +15,8 @@ from pathlib import Path
 
 WORDS = ("the heart is enlarged normal size no pleural effusion small left right pneumothorax lungs are clear "
          "there consolidation lobe nodule edema support devices frontal chest radiograph findings impression "
-         "of a an and with mild moderate possible . , : write report describe image this x-ray").split()
+         "of a an and with mild moderate possible . , : write report describe image this x-ray "
+         "USER ASSISTANT user assistant model system you are radiologist").split()
 
 LLAVA_TEMPLATE = ("{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}"
                   "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n"
@@ -24,10 +26,17 @@ QWEN_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c i
                  "{% endif %}{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
                  "{% endif %}")
 
+GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+                  "{% for c in m['content'] %}{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}"
+                  "{% endif %}{% endfor %}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n"
+                  "{% endif %}")
 
-def word_tokenizer(special: tuple[str, ...], bos: str = "<s>", eos: str = "</s>", pad: str = "<pad>"):
-    """A PreTrainedTokenizerFast over a fixed word vocabulary (WordLevel + whitespace/punctuation split)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+def word_tokenizer(special: tuple[str, ...], bos: str = "<s>", eos: str = "</s>", pad: str = "<pad>",
+                   named: dict[str, str] | None = None):
+    """A PreTrainedTokenizerFast over a fixed word vocabulary (WordLevel + whitespace/punctuation split);
+    `named`: special tokens the processor reads as attributes (Gemma 3's boi_token, image_token, ...)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = [pad, bos, eos, "<unk>", *special]
@@ -35,8 +44,9 @@ def word_tokenizer(special: tuple[str, ...], bos: str = "<s>", eos: str = "</s>"
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])  # saved in tokenizer.json
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad, unk_token="<unk>",
-                                   additional_special_tokens=list(special))
+                                   additional_special_tokens=list(special), extra_special_tokens=named or {})
     fast.padding_side = "left"
     return fast
 
@@ -99,6 +109,34 @@ def save_tiny_qwen2_vl(folder: Path, seed: int = 0) -> Path:
                                             temporal_patch_size=2)
     processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
                                  chat_template=QWEN_TEMPLATE)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return Path(folder)
+
+
+def save_tiny_gemma3(folder: Path, seed: int = 0) -> Path:
+    """Gemma 3 / MedGemma layout: SigLIP tower (32 px, 8 px patches) pooled to 4 image tokens + Gemma 3 text."""
+    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor,
+                              Gemma3TextConfig, SiglipVisionConfig)
+
+    named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    tok = word_tokenizer(("<start_of_turn>", "<end_of_turn>", *named.values()), bos="<bos>", eos="<eos>", named=named)
+    ids = tok.convert_tokens_to_ids
+    text = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
+                            sliding_window=64, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id)
+    vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=32, patch_size=8)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                          boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+                          image_token_index=ids("<image_soft_token>"))
+    _init(seed)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    processor = Gemma3Processor(image_processor=Gemma3ImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok,
+                                chat_template=GEMMA_TEMPLATE, image_seq_length=4)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return Path(folder)

@@ -6,8 +6,9 @@ image -> report model.
 
 Loads the folder with AutoProcessor + AutoModelForImageTextToText, local files and safetensors only, and
 refuses a checkpoint whose keys do not fit its architecture (medbench.models.safe_load). The prompt is the
-model's chat template applied to [image, instruction] (plus an optional system message), or the `template`
-option verbatim with ``{instruction}`` filled in. Images are converted to RGB (grayscale replicated) and
+model's chat template applied to [image, instruction] (plus an optional system message) through
+``processor.apply_chat_template(..., tokenize=True)``, transformers' own path; or the `template` option
+verbatim with ``{instruction}`` filled in, through ``processor(images=..., text=...)``. Images are converted to RGB (grayscale replicated) and
 handed to the model's own processor. Greedy requests are batched (left padding); when sampling, every
 request is generated alone after ``torch.manual_seed(request.seed)``, so a seed gives the same report
 whatever the batch. Every effective setting is in `settings` and the file hashes in `weights_sha256`.
@@ -101,14 +102,17 @@ class TransformersModel:
             return self.opts["instruction"]
         return self.opts.get(f"instruction_{domain}") or GENERIC_INSTRUCTION
 
+    def messages(self, domain: str, image=None) -> list[dict]:
+        """The chat: an optional system message, then the user's image and instruction."""
+        system = [{"role": "system", "content": [{"type": "text", "text": self.opts["system"]}]}] if self.opts["system"] else []
+        picture = {"type": "image"} if image is None else {"type": "image", "image": image}
+        return system + [{"role": "user", "content": [picture, {"type": "text", "text": self.instruction(domain)}]}]
+
     def prompt(self, domain: str) -> str:
-        """The exact text handed to the processor with the image."""
-        instruction = self.instruction(domain)
+        """The exact prompt text (before the processor expands the image token)."""
         if self.opts["template"] is not None:
-            return self.opts["template"].replace("{instruction}", instruction)
-        messages = [{"role": "system", "content": [{"type": "text", "text": self.opts["system"]}]}] if self.opts["system"] else []
-        messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]})
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return self.opts["template"].replace("{instruction}", self.instruction(domain))
+        return self.processor.apply_chat_template(self.messages(domain), add_generation_prompt=True, tokenize=False)
 
     # ------------------------------------------------------------------ record
 
@@ -159,9 +163,14 @@ class TransformersModel:
 
         from medbench.features.base import to_rgb
 
-        texts = [self.prompt(r.domain) for r in requests]
-        inputs = self.processor(images=[to_rgb(r.image) for r in requests], text=texts, return_tensors="pt",
-                                padding=True).to(self.device)
+        if self.opts["template"] is None:  # transformers' own chat path (special tokens as the template writes them)
+            chats = [self.messages(r.domain, to_rgb(r.image)) for r in requests]
+            inputs = self.processor.apply_chat_template(chats, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                        return_tensors="pt", processor_kwargs={"padding": True})
+        else:  # a raw prompt: the processor adds the tokenizer's special tokens
+            inputs = self.processor(images=[[to_rgb(r.image)] for r in requests], text=[self.prompt(r.domain) for r in requests],
+                                    return_tensors="pt", padding=True)
+        inputs = inputs.to(self.device)
         if self.opts["do_sample"]:
             torch.manual_seed(requests[0].seed)  # one request per call when sampling
         with torch.inference_mode():
