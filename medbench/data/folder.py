@@ -30,7 +30,7 @@ from pathlib import Path
 
 from medbench.data.base import BadSample, Dataset
 from medbench.data.validate import (IMAGE_SUFFIXES, MAX_LINE_BYTES, MAX_REPORT_CHARS, DatasetError, bounded_lines,
-                                    file_problem, normalize_labels, read_report)
+                                    normalize_labels, read_report)
 from medbench.records import Sample
 
 SPLITS = ("train", "val", "test")

@@ -122,7 +122,7 @@ class OutputsDirModel:
                         out.image = im.copy()
                 else:
                     out.report = data.decode("utf-8-sig").strip()
-                self.sources.setdefault(r.sample_id, {})[modality] = str(path)
+                self.sources.setdefault(r.sample_id, {}).update({modality: str(path), f"{modality}_sha256": digest})
             outs.append(out)
         return outs
 

@@ -163,10 +163,6 @@ def test_odd_images_are_scored_with_the_conversion_recorded(row, sid, change, co
     box.assert_nothing_outside_out()
 
 
-def _bleu_by_id(run_dir):
-    return {s["id"]: s["scores"] for s in samples(run_dir)}
-
-
 @pytest.mark.parametrize("row,text", [("O17", ""), ("O18", "  \n\t ")])
 def test_empty_report_is_scored_as_zero(row, text, sandbox, capsys):
     (sandbox.dir / f"{BROKEN}.txt").write_text(text)
