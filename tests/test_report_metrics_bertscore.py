@@ -77,4 +77,4 @@ def test_missing_file_names_it(weights, tmp_path):
     shutil.copytree(weights, root)
     (root / "bertscore-distilbert-base-uncased" / "model.safetensors").unlink()
     with pytest.raises(MetricUnavailable, match=r"model\.safetensors: missing weight file for bertscore-distilbert"):
-        bertscore.bertscore_factory(metric_context(root, tmp_path))
+        run_family(bertscore.bertscore_factory(metric_context(root, tmp_path)), *report_pairs(2))

@@ -94,7 +94,7 @@ def test_missing_file_names_it(weights, tmp_path):
     shutil.copytree(weights, root)
     (root / "chexbert" / "bert-base-uncased" / "vocab.txt").unlink()
     with pytest.raises(MetricUnavailable, match=r"bert-base-uncased/vocab\.txt: missing weight file for chexbert"):
-        chexbert.chexbert_factory(metric_context(root, tmp_path))
+        run_family(chexbert.chexbert_factory(metric_context(root, tmp_path)), *report_pairs(2))
 
 
 def test_changed_file_is_refused(weights, tmp_path):
@@ -103,7 +103,7 @@ def test_changed_file_is_refused(weights, tmp_path):
     with open(root / "chexbert" / "chexbert.pth", "ab") as f:
         f.write(b"\0")
     with pytest.raises(MetricUnavailable, match=r"chexbert\.pth: sha256 .* differs from the pinned"):
-        chexbert.chexbert_factory(metric_context(root, tmp_path))
+        run_family(chexbert.chexbert_factory(metric_context(root, tmp_path)), *report_pairs(2))
 
 
 def test_unexpected_key_is_a_half_loaded_model(weights, tmp_path):

@@ -80,4 +80,4 @@ def test_missing_embedder_file_names_it(weights, tmp_path):
     shutil.copytree(weights, root)
     (root / "radgraph-xl" / "embedder" / "model.safetensors").unlink()
     with pytest.raises(MetricUnavailable, match=r"radgraph-xl/embedder/model\.safetensors: missing weight file for radgraph-xl"):
-        radgraph.radgraph_factory(metric_context(root, tmp_path))
+        run_family(radgraph.radgraph_factory(metric_context(root, tmp_path)), *report_pairs(2))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_report_models import metric_context  # noqa: E402
+from tiny_report_models import metric_context, report_pairs, run_family  # noqa: E402
 
 from medbench.metrics.base import MetricUnavailable  # noqa: E402
 from medbench.metrics.report_models import green, ratescore, weights_specs  # noqa: E402
@@ -24,12 +24,24 @@ def placeholder_weights(root: Path, spec) -> Path:
 def test_green_is_skipped_on_the_cpu(tmp_path):
     root = placeholder_weights(tmp_path / "w", weights_specs.GREEN)
     with pytest.raises(MetricUnavailable, match="needs a CUDA GPU"):
-        green.green_factory(metric_context(root, tmp_path))
+        run_family(green.green_factory(metric_context(root, tmp_path)), *report_pairs(2))
 
 
 def test_green_without_weights_names_the_file(tmp_path):
     with pytest.raises(MetricUnavailable, match=r"green/GREEN-radllama2-7b/config\.json: missing weight file for green"):
-        green.green_factory(metric_context(tmp_path / "empty", tmp_path))
+        run_family(green.green_factory(metric_context(tmp_path / "empty", tmp_path)), *report_pairs(2))
+
+
+def test_families_build_without_weights_for_recomputing(tmp_path):
+    """compare/leaderboard rebuild a family only to recompute stored stats: no weights needed then."""
+    import numpy as np
+
+    from medbench.metrics.report_models import chexbert
+
+    m = chexbert.chexbert_factory(metric_context(tmp_path / "empty", tmp_path))
+    rows = {c: np.eye(14, dtype=np.int64)[:3] for c in ("tp", "fp", "fn", "tn")}
+    assert m.compute(rows)["clinical.chexbert.f1_micro14"] == 0.5
+    assert m.weights_sha256 == {}
 
 
 def test_ratescore_import_failure_is_a_reason(tmp_path):
@@ -38,7 +50,7 @@ def test_ratescore_import_failure_is_a_reason(tmp_path):
     except MetricUnavailable as e:
         root = placeholder_weights(tmp_path / "w", weights_specs.RATESCORE)
         with pytest.raises(MetricUnavailable, match="RaTEScore cannot be imported here"):
-            ratescore.ratescore_factory(metric_context(root, tmp_path))
+            run_family(ratescore.ratescore_factory(metric_context(root, tmp_path)), *report_pairs(2))
         assert "cannot be imported here" in str(e)
     else:
         pytest.skip("radeval's RaTEScore imports here: the tiny-model parity test is still to be written")

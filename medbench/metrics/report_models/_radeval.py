@@ -63,6 +63,33 @@ def radeval_import(module: str):
                                 "(pip install 'medbench[field]', radeval==2.2.1)") from None
 
 
+class LocalWeights:
+    """Mixin: the family's weights are checked at its first scored batch, not when it is built, so a
+    family rebuilt only to recompute stored statistics (compare, leaderboard) needs no weights.
+    Subclasses set ``weights_root`` and list their specs in ``weight_specs``."""
+
+    weights_root = None
+    weight_specs: tuple = ()
+
+    def located(self, spec):
+        from medbench.weights import WeightsError, locate
+
+        cache = self.__dict__.setdefault("_located", {})
+        if spec.name not in cache:
+            try:
+                cache[spec.name] = locate(spec, self.weights_root)
+            except WeightsError as e:
+                raise MetricUnavailable(str(e)) from None
+        return cache[spec.name]
+
+    @property
+    def weights_sha256(self) -> dict[str, str]:
+        out = {}
+        for found in self.__dict__.get("_located", {}).values():
+            out.update(found.provenance())
+        return out
+
+
 class HalfLoaded(MetricUnavailable):
     """A checkpoint whose keys do not match the architecture (a model that would be half-loaded)."""
 

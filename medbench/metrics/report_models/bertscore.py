@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from medbench.metrics.base import Metric, MetricUnavailable, Scored
-from medbench.metrics.report_models._radeval import device_of, quiet_transformers, radeval_import, strict_from_pretrained
+from medbench.metrics.report_models._radeval import LocalWeights, device_of, quiet_transformers, radeval_import, strict_from_pretrained
 from medbench.metrics.report_models.weights_specs import BERTSCORE_DISTILBERT
-from medbench.weights import Located, WeightsError, locate
 
 # Pretraining heads in the published MLM checkpoints (not used by BERTScore), and the pooler they lack.
 HEADS = ("vocab_transform", "vocab_layer_norm", "vocab_projector", "lm_head", "cls.")
@@ -54,14 +53,13 @@ def score_pairs(scorer, refs: list[str], hyps: list[str], batch_size: int = 64) 
             "f1": f.numpy().astype(np.float64), "f1_rescaled": f_rescaled.numpy().astype(np.float64)}
 
 
-class BERTScore(Metric):
+class BERTScore(LocalWeights, Metric):
     name = "nlg.bertscore"
     QUANTITIES = ("precision", "recall", "f1", "f1_rescaled")
 
-    def __init__(self, located: Located, model_label: str, num_layers: int, device: str = "cpu", batch_size: int = 64):
-        self.located, self.model_label, self.num_layers = located, model_label, num_layers
-        self.device, self.batch_size = device, batch_size
-        self.weights_sha256 = located.provenance()
+    def __init__(self, spec, model_label: str, num_layers: int, weights_root=None, device: str = "cpu", batch_size: int = 64):
+        self.spec, self.model_label, self.num_layers = spec, model_label, num_layers
+        self.weights_root, self.device, self.batch_size = weights_root, device, batch_size
         self.tag = f"{model_label}-L{num_layers}"
         self._scorer = None
         self._rows: dict[str, list[np.ndarray]] = {q: [] for q in self.QUANTITIES}
@@ -75,7 +73,7 @@ class BERTScore(Metric):
     @property
     def scorer(self):
         if self._scorer is None:
-            self._scorer = load_scorer(self.located.folder, self.model_label, self.num_layers, device=self.device,
+            self._scorer = load_scorer(self.located(self.spec).folder, self.model_label, self.num_layers, device=self.device,
                                        batch_size=self.batch_size)
         return self._scorer
 
@@ -96,8 +94,5 @@ class BERTScore(Metric):
 
 
 def bertscore_factory(ctx) -> BERTScore:
-    try:
-        located = locate(BERTSCORE_DISTILBERT, ctx.options.get("weights_root"))
-    except WeightsError as e:
-        raise MetricUnavailable(str(e)) from None
-    return BERTScore(located, "distilbert-base-uncased", 5, device_of(ctx))
+    """Cheap: the weights are checked (and the model loaded) at the first scored batch."""
+    return BERTScore(BERTSCORE_DISTILBERT, "distilbert-base-uncased", 5, ctx.options.get("weights_root"), device_of(ctx))

@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from medbench.metrics.base import Metric, MetricUnavailable, Scored
-from medbench.metrics.report_models._radeval import device_of, radeval_import
+from medbench.metrics.report_models._radeval import LocalWeights, device_of, radeval_import
 from medbench.metrics.report_models.weights_specs import CHEXBERT
-from medbench.weights import Located, WeightsError, locate
 
 CELLS = ("tp", "fp", "fn", "tn")
 # radeval's F1CheXbert.TARGET_NAMES and TOP5 (a test checks they still agree)
@@ -82,12 +81,13 @@ def f1_averages(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, flo
             "example": float(per_sample.mean()) if len(per_sample) else 0.0}
 
 
-class CheXbertF1(Metric):
+class CheXbertF1(LocalWeights, Metric):
     name = "clinical.chexbert"
 
-    def __init__(self, located: Located, device: str = "cpu", batch_size: int = 64):
-        self.located, self.device, self.batch_size = located, device, batch_size
-        self.weights_sha256 = located.provenance()
+    weight_specs = (CHEXBERT,)
+
+    def __init__(self, weights_root=None, device: str = "cpu", batch_size: int = 64):
+        self.weights_root, self.device, self.batch_size = weights_root, device, batch_size
         self._evaluator = None
         self._rows: dict[str, list[np.ndarray]] = {c: [] for c in CELLS}
         self.higher_is_better = {n: True for n in self.metric_names()}
@@ -101,7 +101,7 @@ class CheXbertF1(Metric):
     @property
     def evaluator(self):
         if self._evaluator is None:
-            self._evaluator = load_labeler(self.located.folder, self.device, self.batch_size)
+            self._evaluator = load_labeler(self.located(CHEXBERT).folder, self.device, self.batch_size)
         return self._evaluator
 
     def label(self, reports: list[str]) -> np.ndarray:
@@ -144,8 +144,5 @@ class CheXbertF1(Metric):
 
 
 def chexbert_factory(ctx) -> CheXbertF1:
-    try:
-        located = locate(CHEXBERT, ctx.options.get("weights_root"))
-    except WeightsError as e:
-        raise MetricUnavailable(str(e)) from None
-    return CheXbertF1(located, device_of(ctx))
+    """Cheap: the weights are checked (and the model loaded) at the first scored batch."""
+    return CheXbertF1(ctx.options.get("weights_root"), device_of(ctx))

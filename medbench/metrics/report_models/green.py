@@ -12,28 +12,30 @@ from __future__ import annotations
 import numpy as np
 
 from medbench.metrics.base import Metric, MetricUnavailable, Scored
-from medbench.metrics.report_models._radeval import device_of, radeval_import
+from medbench.metrics.report_models._radeval import LocalWeights, device_of, radeval_import
 from medbench.metrics.report_models.weights_specs import GREEN
-from medbench.weights import Located, WeightsError, locate
 
 
-class GreenScore(Metric):
+class GreenScore(LocalWeights, Metric):
     name = "nlg.green"
     higher_is_better = {"nlg.green": True}
     variant = "GREEN (radeval 2.2.1 GREEN, GREEN-RadLlama2-7b local weights, fp16, greedy); unparsed answers excluded"
     max_bootstrap = None
 
-    def __init__(self, located: Located, output_dir):
-        self.located, self.output_dir = located, output_dir
-        self.weights_sha256 = located.provenance()
+    def __init__(self, weights_root, device: str, output_dir):
+        self.weights_root, self.device, self.output_dir = weights_root, device, output_dir
         self._scorer = None
         self._scores: list[float] = []
 
     @property
     def scorer(self):
         if self._scorer is None:
+            folder = self.located(GREEN).folder / "GREEN-radllama2-7b"
+            if self.device == "cpu":
+                raise MetricUnavailable("nlg.green: GREEN runs a 7B judge LLM in fp16 and needs a CUDA GPU "
+                                        "(run with --device cuda); skipped on the CPU")
             green = radeval_import("radeval.metrics.green_score.green")
-            self._scorer = green.GREEN(model_name=str(self.located.folder / "GREEN-radllama2-7b"),
+            self._scorer = green.GREEN(model_name=str(folder),
                                        output_dir=str(self.output_dir), num_gpus=1)
         return self._scorer
 
@@ -59,11 +61,5 @@ class GreenScore(Metric):
 
 
 def green_factory(ctx) -> GreenScore:
-    try:
-        located = locate(GREEN, ctx.options.get("weights_root"))
-    except WeightsError as e:
-        raise MetricUnavailable(str(e)) from None
-    if device_of(ctx) == "cpu":
-        raise MetricUnavailable("nlg.green: GREEN runs a 7B judge LLM in fp16 and needs a CUDA GPU "
-                                "(run with --device cuda); skipped on the CPU")
-    return GreenScore(located, ctx.run_dir or ctx.cache_dir)
+    """Cheap: weights and the GPU are checked at the first scored batch."""
+    return GreenScore(ctx.options.get("weights_root"), device_of(ctx), ctx.run_dir or ctx.cache_dir)

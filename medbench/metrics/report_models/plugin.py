@@ -1,7 +1,8 @@
 """Registers the report-metric families and their weights manifests (entry point ``report-models``).
 
-Factories are cheap: they check the weights (sha256, cached) and raise MetricUnavailable naming the
-missing file; models load on the first scored batch. Heavy imports stay inside the family modules.
+Factories are cheap and need no weights (compare and leaderboards rebuild families only to recompute stored
+statistics); the weights are checked at the first scored batch, where a missing file raises MetricUnavailable
+naming it (the run lists it in skipped[]). Heavy imports stay inside the family modules.
 """
 from __future__ import annotations
 

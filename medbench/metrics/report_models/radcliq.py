@@ -18,8 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from medbench.metrics.base import Metric, MetricUnavailable, Scored
-from medbench.metrics.report_models._radeval import device_of, radeval_import
-from medbench.weights import Located, WeightsError, locate
+from medbench.metrics.report_models._radeval import LocalWeights, device_of, radeval_import
 
 COLUMNS = ("radgraph", "bertscore", "semb_score", "bleu_score")
 MEAN = np.array([0.53792312, 0.61757256, 0.76479421, 0.44738335])
@@ -39,7 +38,7 @@ def summary(per_report: np.ndarray) -> dict[str, float]:
     return {"nlg.radcliq_v1": mean, "nlg.radcliq_v1_inv": 1.0 / mean if mean else float("nan")}
 
 
-class RadCliQv1(Metric):
+class RadCliQv1(LocalWeights, Metric):
     """The RadCliQ-v1 family: per-report components through the packages (radeval's Bleu(n=2),
     BERTScorer distilroberta-base L5 rescaled with IDF over the evaluated references, CheXbert CLS
     embeddings, RadGraph (original model) entity/relation sets and radeval's compute_f1), then
@@ -51,10 +50,11 @@ class RadCliQv1(Metric):
                "BERTScore distilroberta-base L5 rescaled with IDF over the evaluated references, SembScore (CheXbert), "
                "BLEU-2 (radeval Bleu); per-report scores averaged; lower is better")
 
-    def __init__(self, chexbert_w: Located, roberta_w: Located, radgraph_w: Located, idf_refs: list[str], device: str = "cpu"):
-        self.chexbert_w, self.roberta_w, self.radgraph_w = chexbert_w, roberta_w, radgraph_w
-        self.idf_refs, self.device = list(idf_refs), device
-        self.weights_sha256 = {**chexbert_w.provenance(), **roberta_w.provenance(), **radgraph_w.provenance()}
+    def __init__(self, weights_root, idf_refs: list[str], device: str = "cpu"):
+        from medbench.metrics.report_models.weights_specs import BERTSCORE_DISTILROBERTA, CHEXBERT, RADGRAPH
+
+        self.weight_specs = (CHEXBERT, BERTSCORE_DISTILROBERTA, RADGRAPH)
+        self.weights_root, self.idf_refs, self.device = weights_root, list(idf_refs), device
         self._parts = None
         self._rows: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
 
@@ -62,17 +62,18 @@ class RadCliQv1(Metric):
         if self._parts is None:
             from medbench.metrics.report_models import bertscore, chexbert, radgraph
 
+            chexbert_w, roberta_w, radgraph_w = (self.located(s) for s in self.weight_specs)
             if not self.idf_refs:
                 raise MetricUnavailable("nlg.radcliq_v1: no reference reports for the BERTScore IDF table")
             core = radeval_import("radeval.metrics.radgraph._vendor.core")
             self._parts = {
                 "bleu": radeval_import("radeval.metrics.bleu.bleu").Bleu(n=2),
                 "f1": radeval_import("radeval.metrics.RadCliQv1.radcliq"),
-                "bert": bertscore.load_scorer(self.roberta_w.folder, "distilroberta-base", 5, device=self.device,
+                "bert": bertscore.load_scorer(roberta_w.folder, "distilroberta-base", 5, device=self.device,
                                               idf_sents=self.idf_refs),
-                "chexbert": chexbert.load_labeler(self.chexbert_w.folder, self.device),
+                "chexbert": chexbert.load_labeler(chexbert_w.folder, self.device),
                 "radgraph": core.RadGraph(model_type="radgraph", cuda=0 if self.device.startswith("cuda") else -1,
-                                          model_cache_dir=str(radgraph.prepare_archive(self.radgraph_w, "radgraph"))),
+                                          model_cache_dir=str(radgraph.prepare_archive(radgraph_w, "radgraph"))),
             }
         return self._parts
 
@@ -113,12 +114,6 @@ class RadCliQv1(Metric):
 
 
 def radcliq_factory(ctx) -> RadCliQv1:
-    from medbench.metrics.report_models.weights_specs import BERTSCORE_DISTILROBERTA, CHEXBERT, RADGRAPH
-
-    root = ctx.options.get("weights_root")
-    try:
-        located = [locate(spec, root) for spec in (CHEXBERT, BERTSCORE_DISTILROBERTA, RADGRAPH)]
-    except WeightsError as e:
-        raise MetricUnavailable(str(e)) from None
+    """Cheap: the weights are checked (and the models loaded) at the first scored batch."""
     refs = [s.report or "" for s in (ctx.reference or [])]
-    return RadCliQv1(*located, idf_refs=refs, device=device_of(ctx))
+    return RadCliQv1(ctx.options.get("weights_root"), idf_refs=refs, device=device_of(ctx))

@@ -27,9 +27,9 @@ import numpy as np
 
 from medbench.home import medbench_home
 from medbench.metrics.base import Metric, MetricUnavailable, Scored
-from medbench.metrics.report_models._radeval import device_of, radeval_import
+from medbench.metrics.report_models._radeval import LocalWeights, device_of, radeval_import
 from medbench.metrics.report_models.weights_specs import RADGRAPH_XL
-from medbench.weights import Located, WeightsError, locate
+from medbench.weights import Located
 
 LEVELS = ("simple", "partial", "complete")
 ARCHIVE_MEMBERS = ("config.json", "weights.th", "vocabulary")
@@ -77,12 +77,11 @@ def load_f1radgraph(located: Located, model_type: str, device: str = "cpu"):
                                 f"({str(e).splitlines()[0]}); refusing a half-loaded model") from None
 
 
-class RadGraphF1(Metric):
+class RadGraphF1(LocalWeights, Metric):
     name = "nlg.radgraph"
 
-    def __init__(self, located: Located, model_type: str = "radgraph-xl", device: str = "cpu"):
-        self.located, self.model_type, self.device = located, model_type, device
-        self.weights_sha256 = located.provenance()
+    def __init__(self, weights_root=None, model_type: str = "radgraph-xl", device: str = "cpu"):
+        self.weights_root, self.model_type, self.device = weights_root, model_type, device
         self._scorer = None
         self._rows: dict[str, list[float]] = {lv: [] for lv in LEVELS}
         self.higher_is_better = {f"nlg.radgraph.f1_{lv}": True for lv in LEVELS}
@@ -92,7 +91,7 @@ class RadGraphF1(Metric):
     @property
     def scorer(self):
         if self._scorer is None:
-            self._scorer = load_f1radgraph(self.located, self.model_type, self.device)
+            self._scorer = load_f1radgraph(self.located(RADGRAPH_XL), self.model_type, self.device)
         return self._scorer
 
     def update(self, batch: list[Scored]) -> None:
@@ -113,8 +112,5 @@ class RadGraphF1(Metric):
 
 
 def radgraph_factory(ctx) -> RadGraphF1:
-    try:
-        located = locate(RADGRAPH_XL, ctx.options.get("weights_root"))
-    except WeightsError as e:
-        raise MetricUnavailable(str(e)) from None
-    return RadGraphF1(located, "radgraph-xl", device_of(ctx))
+    """Cheap: the weights are checked (and the model loaded) at the first scored batch."""
+    return RadGraphF1(ctx.options.get("weights_root"), "radgraph-xl", device_of(ctx))

@@ -16,9 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from medbench.metrics.base import Metric, MetricUnavailable, Scored
-from medbench.metrics.report_models._radeval import device_of, radeval_import, strict_from_pretrained
+from medbench.metrics.report_models._radeval import LocalWeights, device_of, radeval_import, strict_from_pretrained
 from medbench.metrics.report_models.weights_specs import RATESCORE
-from medbench.weights import Located, WeightsError, locate
 
 
 def import_ratescore():
@@ -43,21 +42,21 @@ def load_ratescore(folder, device: str = "cpu", batch_size: int = 16):
                                 use_gpu=device.startswith("cuda"))
 
 
-class RaTEScoreMetric(Metric):
+class RaTEScoreMetric(LocalWeights, Metric):
     name = "nlg.ratescore"
     higher_is_better = {"nlg.ratescore": True}
     variant = "RaTEScore (radeval 2.2.1), RaTE-NER-Deberta + BioLORD-2023-C local weights, affinity matrix 'long'"
 
-    def __init__(self, located: Located, device: str = "cpu"):
-        self.located, self.device = located, device
-        self.weights_sha256 = located.provenance()
+    def __init__(self, weights_root=None, device: str = "cpu"):
+        self.weights_root, self.device = weights_root, device
         self._scorer = None
         self._scores: list[float] = []
 
     @property
     def scorer(self):
         if self._scorer is None:
-            self._scorer = load_ratescore(self.located.folder, self.device)
+            folder = self.located(RATESCORE).folder  # missing files first, then the import problem
+            self._scorer = load_ratescore(folder, self.device)
         return self._scorer
 
     def update(self, batch: list[Scored]) -> None:
@@ -78,9 +77,5 @@ class RaTEScoreMetric(Metric):
 
 
 def ratescore_factory(ctx) -> RaTEScoreMetric:
-    try:
-        located = locate(RATESCORE, ctx.options.get("weights_root"))
-    except WeightsError as e:
-        raise MetricUnavailable(str(e)) from None
-    import_ratescore()
-    return RaTEScoreMetric(located, device_of(ctx))
+    """Cheap: weights and the package's import are checked at the first scored batch."""
+    return RaTEScoreMetric(ctx.options.get("weights_root"), device_of(ctx))
