@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def _short(text, width: int = 70) -> str:
 
 
 def main_samples(args: argparse.Namespace) -> int:
+    try:
+        return _main(args)
+    except BrokenPipeError:  # `medbench samples RUN ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(args: argparse.Namespace) -> int:
     rows = read_samples(args.run_dir)
     columns = sorted({k for r in rows for k in (r.get("scores") or {})})
     if args.list or not args.sort:
