@@ -60,3 +60,17 @@ def test_i2t_run_skips_without_weights_and_scores_with_them(weights, tiny_folder
         m = record["metrics"][name]
         assert m["ci_low"] is not None and m["ci_low"] <= m["value"] <= m["ci_high"], (name, m)
     assert any(k.startswith("chexbert/chexbert.pth") and "local pin" in v for k, v in record["provenance"]["weights_sha256"].items())
+
+    # a second system, then compare without any weights at hand: the families recompute their stored stats (paired)
+    assert main(["run", "--task", "i2t", "--model", "random", "--dataset", f"folder:{tiny_folder}", "--out", str(out),
+                 "--store", "", "--no-report", "--bootstrap", "50"]) == 0
+    from medbench.compare import Side, compare_runs
+
+    monkeypatch.setenv("MEDBENCH_WEIGHTS", str(tmp_path / "no-weights-here"))
+    sides = []
+    for run_dir in sorted(out.glob("*/run.json")):
+        rec = json.loads(run_dir.read_text())
+        sides.append(Side(rec["model"], rec, run_dir.parent))
+    rows = {r.name: r for r in compare_runs(*sides, n_perm=50, n_boot=50)}
+    for name in ("clinical.chexbert.f1_micro14", "nlg.bertscore.f1@distilbert-base-uncased-L5"):
+        assert rows[name].method == "paired", (name, rows[name])
