@@ -79,6 +79,13 @@ def test_settings_record_call_scheduler_and_output(sd_dir):
     assert s["pipeline_defaults"]["guidance_scale"] == 7.5 and s["pipeline_class"] == "StableDiffusionPipeline"
 
 
+def test_a_size_the_pipeline_refuses_is_a_user_error(sd_dir):
+    with pytest.raises(UserError, match="refused --model-opt .*'width': 33.*divisible"):
+        _model(sd_dir, steps="1", height="32", width="33").generate([Request("report->image", "a", 1, "cxr", report=REPORTS[0])])
+    with pytest.raises(UserError, match="give both"):  # the pipeline would silently make its native size
+        _model(sd_dir, width="64")
+
+
 def test_unknown_scheduler_is_refused_with_the_compatible_ones(sd_dir):
     with pytest.raises(UserError, match="scheduler=Nope.*compatible: .*DDIMScheduler"):
         _model(sd_dir, scheduler="Nope")

@@ -17,11 +17,12 @@ import importlib
 import inspect
 from typing import Any
 
+from medbench.errors import UserError
 from medbench.models.base import ModelContext
 from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
                                        first_line, folder_sha256, given, model_folder, rank_device, read_json,
                                        refuse_remote_code, torch_dtype, weight_files)
-from medbench.options import Option, resolve
+from medbench.options import Option, OptionError, resolve
 from medbench.records import Output, Request
 
 LIBRARIES = ("diffusers", "transformers")
@@ -46,6 +47,9 @@ class DiffusersModel:
 
     def __init__(self, ctx: ModelContext):
         self.opts = resolve(OPTIONS, given(ctx.options), owner="model 'diffusers'", flag="--model-opt")
+        if (self.opts["height"] is None) != (self.opts["width"] is None):
+            raise OptionError("--model-opt height/width: give both (diffusers pipelines silently ignore one alone "
+                              "and make their native size)")
         self.folder = model_folder(ctx.arg, "diffusers", marker="model_index.json")
         self.name = f"diffusers:{self.folder.name}"
         self.index = read_json(self.folder / "model_index.json")
@@ -171,8 +175,11 @@ class DiffusersModel:
                 raise ValueError(f"{self.name}: request {r.sample_id!r} has no report to draw")
             prompt = self.opts["prompt_template"].replace("{report}", r.report)
             generator = torch.Generator("cpu").manual_seed(r.seed)
-            with torch.inference_mode():
-                result = self.pipe(prompt=prompt, generator=generator, output_type="pil", **self.call_kwargs())
+            try:
+                with torch.inference_mode():
+                    result = self.pipe(prompt=prompt, generator=generator, output_type="pil", **self.call_kwargs())
+            except ValueError as e:  # the pipeline's own input checks (sizes, guidance, ...)
+                raise UserError(f"{self.name}: the pipeline refused --model-opt {self.call_kwargs()}: {first_line(e)}") from None
             image = result.images[0]
             if not isinstance(image, Image.Image):
                 raise ValueError(f"{self.name}: the pipeline returned {type(image).__name__}, not a PIL image")

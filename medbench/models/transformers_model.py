@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medbench.errors import UserError
 from medbench.models.base import ModelContext
 from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
                                        custom_code, first_line, folder_sha256, given, model_folder, rank_device,
@@ -173,8 +174,11 @@ class TransformersModel:
         inputs = inputs.to(self.device)
         if self.opts["do_sample"]:
             torch.manual_seed(requests[0].seed)  # one request per call when sampling
-        with torch.inference_mode():
-            ids = self.model.generate(**inputs, **self.generation_kwargs(), pad_token_id=self.tokenizer.pad_token_id)
+        try:
+            with torch.inference_mode():
+                ids = self.model.generate(**inputs, **self.generation_kwargs(), pad_token_id=self.tokenizer.pad_token_id)
+        except ValueError as e:  # transformers' own generation-config checks
+            raise UserError(f"{self.name}: generate refused {self.generation_kwargs()}: {first_line(e)}") from None
         if not self.model.config.is_encoder_decoder:
             ids = ids[:, inputs["input_ids"].shape[1]:]
         return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
