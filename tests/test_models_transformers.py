@@ -95,6 +95,15 @@ def test_settings_record_effective_options_prompt_and_classes(vlm_dirs):
     assert len(s["config_sha256"]) == 64 and s["dtype"] == "float32"
 
 
+def test_dtype_option_loads_the_weights_in_that_dtype(vlm_dirs):
+    from PIL import Image
+
+    m = _model(vlm_dirs["llava"], dtype="bf16", max_new_tokens="3")
+    assert m.settings["dtype"] == "bfloat16" and all(p.dtype == torch.bfloat16 for p in m.model.parameters())
+    out = m.generate([Request("image->report", "a", 0, "cxr", image=Image.new("L", (32, 32), 90))])
+    assert isinstance(out[0].report, str)
+
+
 def test_template_replaces_a_missing_chat_template(tmp_path):
     folder = save_tiny_llava(tmp_path / "plain", chat_template=False)
     with pytest.raises(UserError, match="no chat template.*template="):
