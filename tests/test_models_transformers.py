@@ -158,6 +158,15 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(edit, what, vlm_di
         _model(folder)
 
 
+def test_a_folder_without_its_processor_is_refused(vlm_dirs, tmp_path):
+    folder = tmp_path / "bare"
+    shutil.copytree(vlm_dirs["llava"], folder)
+    for name in ("processor_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (folder / name).unlink()
+    with pytest.raises(UserError, match="no processor transformers can load"):
+        _model(folder)
+
+
 @pytest.mark.parametrize("where", ["config.json", "tokenizer_config.json"])
 def test_remote_code_needs_an_explicit_yes(where, vlm_dirs, tmp_path):
     folder = tmp_path / "custom"

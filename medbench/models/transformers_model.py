@@ -83,17 +83,19 @@ class TransformersModel:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         trust = self.opts["trust_remote_code"]
-        try:
-            processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True, trust_remote_code=trust)
+        try:  # the architecture first: it is what a wrong folder gets wrong
             model, info = AutoModelForImageTextToText.from_pretrained(
                 self.folder, local_files_only=True, use_safetensors=True, trust_remote_code=trust,
                 dtype=torch_dtype(self.opts["dtype"]), output_loading_info=True)
-        except ValueError as e:  # transformers' "Unrecognized configuration class ..." and friends
-            if isinstance(e, ModelLoadError):
-                raise
+        except (ValueError, OSError) as e:  # transformers' "Unrecognized configuration class ..." and friends
             raise ModelLoadError(f"{self.folder}: not an image-text-to-text model transformers can load "
                                  f"(AutoModelForImageTextToText: {first_line(e)})") from None
         check_loading_info(info, self.folder)
+        try:
+            processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True, trust_remote_code=trust)
+        except (ValueError, OSError) as e:
+            raise ModelLoadError(f"{self.folder}: no processor transformers can load (AutoProcessor: {first_line(e)}); "
+                                 f"save the model's processor into the folder") from None
         return model.to(self.device).eval(), processor
 
     # ------------------------------------------------------------------ prompt
