@@ -2,8 +2,10 @@
 random-initialised models of the real architectures in the real layouts, loaded from a weights root;
 parity with the reference packages called directly; strict loading; missing files named. No network."""
 import json
+import os
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +38,36 @@ def root(tmp_path_factory):
 def weights_env(root, monkeypatch):
     monkeypatch.setenv("MEDBENCH_WEIGHTS", str(root))
     return root
+
+
+PARITY_SPEC = {"test_rad_dino_equals_transformers_called_directly": "rad-dino",
+               "test_xrv_equals_torchxrayvision_pipeline": "xrv-densenet121",
+               "test_biomedclip_equals_open_clip_local_dir_loading": "biomedclip"}
+REAL_ROOT = os.environ.get("MEDBENCH_REAL_WEIGHTS") or os.environ.get("MEDBENCH_WEIGHTS")  # read before tests patch it
+
+
+@pytest.fixture(params=["tiny", pytest.param("real", marks=pytest.mark.realweights)])
+def parity_env(request, root, monkeypatch):
+    """(kind, root) for a parity test: the tiny models, or the user's published files (``realweights``:
+    $MEDBENCH_REAL_WEIGHTS or $MEDBENCH_WEIGHTS, skipped when absent or pinned)."""
+    if request.param == "tiny":
+        monkeypatch.setenv("MEDBENCH_WEIGHTS", str(root))
+        return "tiny", root
+    from medbench.features.field_weights import ALL
+    from medbench.weights import locate
+
+    name = PARITY_SPEC[request.function.__name__]
+    spec = next(s for s in ALL if s.name == name)
+    if not REAL_ROOT:
+        pytest.skip("realweights: set MEDBENCH_REAL_WEIGHTS (or MEDBENCH_WEIGHTS) to a folder with the published files")
+    try:
+        found = locate(spec, REAL_ROOT)
+    except WeightsError as e:
+        pytest.skip(f"realweights: {e}")
+    if not found.verified:
+        pytest.skip(f"realweights: {spec.name} under {REAL_ROOT} is a local pin, not the published files")
+    monkeypatch.setenv("MEDBENCH_WEIGHTS", REAL_ROOT)
+    return "real", Path(REAL_ROOT)
 
 
 def images(n=6, seed=0, mode="L", size=64):
@@ -74,20 +106,21 @@ def test_pinned_tiny_weights_are_recorded_as_unverified(weights_env):
 
 # ---- rad-dino ----------------------------------------------------------------------------------
 
-def test_rad_dino_equals_transformers_called_directly(weights_env):
+def test_rad_dino_equals_transformers_called_directly(parity_env):
     from transformers import AutoImageProcessor, Dinov2Model
 
     from medbench.features import get_extractor
 
     ims = images(5) + images(2, seed=3, mode="RGB", size=48)
-    folder = weights_env / "rad-dino"
+    folder = parity_env[1] / "rad-dino"
+    crop = json.loads((folder / "preprocessor_config.json").read_text())["crop_size"]
     proc = AutoImageProcessor.from_pretrained(folder, backend="pil")
     model = Dinov2Model.from_pretrained(folder).eval()
     with torch.no_grad():
         out = model(**proc(images=[im.convert("RGB") for im in ims], return_tensors="pt"))
     cls = get_extractor("rad-dino")
     x = cls.preprocess(ims[0])
-    assert tuple(x.shape) == (3, 28, 28)
+    assert tuple(x.shape) == (3, crop["height"], crop["width"])
     np.testing.assert_allclose(cls.features(ims), out.pooler_output.double().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(get_extractor("rad-dino-mean").features(ims),
                                out.last_hidden_state[:, 1:].mean(1).double().numpy(), rtol=1e-5, atol=1e-6)
@@ -114,7 +147,7 @@ def test_rad_dino_refuses_a_half_loaded_model(root, tmp_path, monkeypatch):
 
 # ---- xrv-densenet121 -----------------------------------------------------------------------------
 
-def test_xrv_equals_torchxrayvision_pipeline(weights_env):
+def test_xrv_equals_torchxrayvision_pipeline(parity_env):
     import torchxrayvision as xrv
 
     from medbench.features import get_extractor
@@ -126,8 +159,11 @@ def test_xrv_equals_torchxrayvision_pipeline(weights_env):
     assert -1024.0 <= float(x.min()) and float(x.max()) <= 1024.0
     from safetensors.torch import load_file
 
-    ref_net = tiny.tiny_xrv()
-    ref_net.load_state_dict(load_file(str(weights_env / "xrv-densenet121" / "densenet121-res224-all.safetensors")))
+    kind, weights = parity_env
+    state = load_file(str(weights / "xrv-densenet121" / "densenet121-res224-all.safetensors"))
+    state.pop("op_threshs", None)
+    ref_net = tiny.tiny_xrv() if kind == "tiny" else xrv.models.DenseNet(weights=None)
+    ref_net.load_state_dict(state)
     rows = []
     for im in ims:  # torchxrayvision's README recipe, step by step
         arr = np.asarray(im, dtype=np.float64)
@@ -137,7 +173,7 @@ def test_xrv_equals_torchxrayvision_pipeline(weights_env):
         with torch.no_grad():
             rows.append(ref_net.eval().features2(torch.from_numpy(img)[None]).double().numpy()[0])
     np.testing.assert_allclose(ex.features(ims), np.stack(rows), rtol=1e-5, atol=1e-5)
-    assert ex.card()["architecture"]["block_config"] == [1, 1, 1, 1] and ex.card()["published_architecture"] is False
+    assert ex.card()["published_architecture"] is (kind == "real")
 
 
 def test_xrv_architecture_of_the_published_densenet():
@@ -165,7 +201,7 @@ def test_xrv_refuses_a_foreign_state_dict(root, tmp_path, monkeypatch):
 
 # ---- biomedclip ----------------------------------------------------------------------------------
 
-def test_biomedclip_equals_open_clip_local_dir_loading(weights_env, tmp_path):
+def test_biomedclip_equals_open_clip_local_dir_loading(parity_env, tmp_path):
     """open_clip's own loader (create_model_and_transforms('local-dir:...') + get_tokenizer) on the same
     files, with text_cfg pointing at the local BERT config instead of the hub name."""
     import open_clip
@@ -174,7 +210,7 @@ def test_biomedclip_equals_open_clip_local_dir_loading(weights_env, tmp_path):
     from medbench.features.biomedclip import cosine
 
     copy = tmp_path / "oc"
-    shutil.copytree(weights_env / "biomedclip", copy)
+    shutil.copytree(parity_env[1] / "biomedclip", copy)
     cfg = json.loads((copy / "open_clip_config.json").read_text())
     cfg["model_cfg"]["text_cfg"]["hf_model_name"] = str(copy / "text")
     (copy / "open_clip_config.json").write_text(json.dumps(cfg))

@@ -103,6 +103,7 @@ class ReID(Metric):
         self.weights_root, self.reference, self.seed = weights_root, list(reference or []), seed
         self.found = None  # located at the first update (rebuilding a stored run for compare needs no weights)
         self._net = None
+        self._real_cache: dict[str, np.ndarray] = {}
         self._partner: dict[str, Any] | None = None
         self._rows: dict[str, list[np.ndarray]] = {"gen": [], "floor": []}
 
@@ -125,19 +126,31 @@ class ReID(Metric):
             self._net = load_siamese(self.found.path(REID_FILE))
         return self._net
 
-    def scores(self, a: list, b: list) -> np.ndarray:
-        """(n,) re-ID scores of image pairs (PIL or paths); NaN where either is None."""
+    def embed(self, items: list) -> np.ndarray:
+        """(n, 128) branch outputs ``forward_once`` (the siamese network's per-image half), in batches."""
         import torch
 
-        out = np.full(len(a), np.nan)
-        ok = [i for i in range(len(a)) if a[i] is not None and b[i] is not None]
-        for s in range(0, len(ok), BATCH):
-            idx = ok[s:s + BATCH]
-            x = torch.stack([reid_input(a[i]) for i in idx])
-            y = torch.stack([reid_input(b[i]) for i in idx])
+        out = []
+        for s in range(0, len(items), BATCH):
             with torch.no_grad():
-                out[idx] = torch.sigmoid(self.net()(x, y))[:, 0].to(torch.float64).numpy()
-        return out
+                x = torch.stack([reid_input(it) for it in items[s:s + BATCH]])
+                out.append(self.net().forward_once(x).to(torch.float64).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
+    def _real(self, paths: list) -> np.ndarray:
+        """Branch outputs of real images, each computed once per run (they serve the score and the floor)."""
+        todo = [p for p in dict.fromkeys(map(str, paths)) if p not in self._real_cache]
+        for p, e in zip(todo, self.embed(todo)):
+            self._real_cache[p] = e
+        return np.stack([self._real_cache[str(p)] for p in paths])
+
+    def head(self, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+        """sigmoid(fc_end(|ea - eb|)): the re-ID score of each pair of branch outputs."""
+        import torch
+
+        with torch.no_grad():
+            d = torch.from_numpy(np.abs(ea - eb)).to(torch.float32)
+            return torch.sigmoid(self.net().fc_end(d))[:, 0].to(torch.float64).numpy()
 
     def _partners(self) -> dict[str, Any]:
         if self._partner is None:
@@ -150,9 +163,18 @@ class ReID(Metric):
     def update(self, batch: list[Scored]) -> None:
         self.net()
         partner = self._partners()
-        real = [s.sample.image_path for s in batch]
-        self._rows["gen"].append(self.scores([s.output.image for s in batch], real))
-        self._rows["floor"].append(self.scores(real, [partner.get(s.sample.id) for s in batch]))
+        for s in batch:
+            if s.sample.image_path is None or s.sample.id not in partner:
+                raise ValueError(f"{FAMILY}: reference sample {s.sample.id!r} needs an image and must be among the "
+                                 "evaluated samples (MetricContext.reference)")
+        real = self._real([s.sample.image_path for s in batch])
+        floor = self.head(real, self._real([partner[s.sample.id] for s in batch]))
+        gen = np.full(len(batch), np.nan)
+        ok = [i for i, s in enumerate(batch) if s.output.image is not None]
+        if ok:
+            gen[ok] = self.head(self.embed([batch[i].output.image for i in ok]), real[ok])
+        self._rows["gen"].append(gen)
+        self._rows["floor"].append(floor)
 
     def stats(self) -> dict[str, np.ndarray]:
         return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in self._rows.items()}
