@@ -234,3 +234,52 @@ def parity_weights(request, tmp_path_factory, build, spec_names: tuple[str, ...]
 
 
 WEIGHT_KINDS = ["tiny", pytest.param("real", marks=pytest.mark.realweights)]
+
+
+RATE_TYPES = ("ABNORMALITY", "ANATOMY", "DISEASE", "NON-ABNORMALITY", "NON-DISEASE")
+
+
+def build_ratescore(root: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """RaTE-NER-Deberta (DebertaV2ForTokenClassification, B-/I- labels of the five RaTEScore types, a
+    Unigram tokenizer.json with [CLS]/[SEP]) + BioLORD-2023-C (MPNetModel, WordPiece tokenizer), shrunk."""
+    from tokenizers import BertWordPieceTokenizer, SentencePieceUnigramTokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import DebertaV2Config, DebertaV2ForTokenClassification, MPNetConfig, MPNetModel
+
+    folder = Path(root) / "ratescore"
+    ner = folder / "RaTE-NER-Deberta"
+    ner.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    spm = SentencePieceUnigramTokenizer()
+    spm.train_from_iterator(CORPUS, vocab_size=300, special_tokens=specials, unk_token="[UNK]")
+    spm.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                            special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    spm.save(str(ner / "tokenizer.json"))
+    (ner / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "DebertaV2Tokenizer", "model_max_length": 512, "pad_token": "[PAD]", "cls_token": "[CLS]",
+        "sep_token": "[SEP]", "unk_token": "[UNK]", "mask_token": "[MASK]", "do_lower_case": False}))
+    labels = ["O"] + [f"{p}-{t}" for t in RATE_TYPES for p in ("B", "I")]
+    torch.manual_seed(seed)
+    config = DebertaV2Config(vocab_size=spm.get_vocab_size(), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=2 * hidden, max_position_embeddings=512, pad_token_id=0, initializer_range=0.5,
+                             num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    DebertaV2ForTokenClassification(config).save_pretrained(ner, safe_serialization=True)
+
+    emb = folder / "BioLORD-2023-C"
+    emb.mkdir(parents=True, exist_ok=True)
+    wp = BertWordPieceTokenizer(lowercase=True, unk_token="[UNK]", sep_token="</s>", cls_token="<s>", pad_token="<pad>",
+                                mask_token="<mask>")
+    wp.train_from_iterator(CORPUS, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "[UNK]", "<mask>"], min_frequency=1)
+    wp.post_processor = TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                           special_tokens=[("<s>", 0), ("</s>", 2)])
+    wp.save(str(emb / "tokenizer.json"))
+    wp.save_model(str(emb))
+    (emb / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "MPNetTokenizer", "model_max_length": 512, "do_lower_case": True, "bos_token": "<s>",
+        "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>", "unk_token": "[UNK]", "pad_token": "<pad>",
+        "mask_token": "<mask>"}))
+    vocab = (emb / "vocab.txt").read_text().splitlines()
+    MPNetModel(MPNetConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=2 * hidden, pad_token_id=1, initializer_range=0.2)).save_pretrained(emb, safe_serialization=True)
+    _pin(root, "ratescore")
+    return Path(root)

@@ -4,7 +4,8 @@ radeval's `RaTEScore` takes both models as constructor arguments, so the local f
 ``<weights>/ratescore/RaTE-NER-Deberta`` (DeBERTa-v3 token classifier) and
 ``<weights>/ratescore/BioLORD-2023-C`` (entity embeddings) are passed directly (each checked for
 missing/unexpected keys first). Default affinity matrix ("long"), per-report F-score of the
-entity-level precision and recall, 0.5 when either report has no entity (the package's rule)::
+entity-level precision and recall, 0.5 when either report has no entity (the package's rule; also
+for a report without any sentence, which the package itself would misalign)::
 
     nlg.ratescore    mean per-report RaTEScore, higher is better
 
@@ -31,7 +32,7 @@ def import_ratescore():
                                 "for the installed numpy (see docs/report-metrics.md)") from None
 
 
-def load_ratescore(folder, device: str = "cpu", batch_size: int = 16):
+def load_ratescore(folder, device: str = "cpu", batch_size: int = 1):
     from transformers import AutoModel, AutoModelForTokenClassification
 
     scorer_mod = import_ratescore()
@@ -40,6 +41,12 @@ def load_ratescore(folder, device: str = "cpu", batch_size: int = 16):
     strict_from_pretrained(AutoModel, emb, not_stored=("pooler.",))
     return scorer_mod.RaTEScore(bert_model=str(ner), eval_model=str(emb), batch_size=batch_size,
                                 use_gpu=device.startswith("cuda"))
+
+
+def has_sentences(text: str) -> bool:
+    """Whether RaTEScore's own medspacy splitter finds a sentence (it drops empty reports silently)."""
+    utils = radeval_import("radeval.metrics.RaTEScore.utils")
+    return bool(utils.sentence_split([text])[0])
 
 
 class RaTEScoreMetric(LocalWeights, Metric):
@@ -60,10 +67,17 @@ class RaTEScoreMetric(LocalWeights, Metric):
         return self._scorer
 
     def update(self, batch: list[Scored]) -> None:
+        """Reports without a sentence get 0.5 (the package's no-entity rule) and are not passed to it:
+        RaTEScore 0.6 / radeval 2.2.1 drop them from one side, which shifts every later pair."""
         refs = [item.sample.report or "" for item in batch]
         hyps = [item.output.report or "" for item in batch]
-        scores, _, _ = self.scorer.compute_score(candidate_list=hyps, reference_list=refs)
-        self._scores.extend(float(s) for s in scores)
+        scorer = self.scorer
+        keep = [i for i in range(len(batch)) if has_sentences(refs[i]) and has_sentences(hyps[i])]
+        scores = np.full(len(batch), 0.5)
+        if keep:
+            got, _, _ = scorer.compute_score(candidate_list=[hyps[i] for i in keep], reference_list=[refs[i] for i in keep])
+            scores[keep] = got
+        self._scores.extend(float(v) for v in scores)
 
     def stats(self):
         return {"ratescore": np.asarray(self._scores, dtype=np.float64)}
