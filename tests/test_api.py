@@ -51,6 +51,15 @@ def assert_same(record: dict, scores: Scores, prefixes: tuple[str, ...]) -> None
         assert got["higher_is_better"] == m["higher_is_better"] and got["n"] == m["n"]
 
 
+def same(a, b) -> bool:
+    """A per-sample value as computed here and as samples.jsonl logged it (NaN is logged as null)."""
+    if isinstance(a, float) and a != a:
+        return b is None
+    if isinstance(a, float) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-12
+    return a == b
+
+
 def meteor_jvms() -> list[int]:
     """pids of this process's child JVMs running meteor-1.5.jar."""
     found = []
@@ -74,7 +83,13 @@ def test_score_reports_equals_the_cli_and_keeps_one_jvm(tmp_path, tiny_folder):
     scores = medbench.score_reports([r["report"] for r in refs], hyps, metrics=("nlg", "clinical"), protocol="coco",
                                     patient_ids=patients, n_boot=200, seed=record["seed"])
     assert_same(record, scores, ("nlg.", "clinical."))
-    assert len(scores.per_sample["nlg.coco.rougeL"]) == len(refs)
+    # per-sample values: the run's samples.jsonl scores of the same families, sample by sample
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    keys = [k for k in scores.per_sample if k.startswith(("nlg.coco.", "clinical."))]
+    assert any(k.startswith("nlg.coco.") for k in keys) and any(k.startswith("clinical.") for k in keys)
+    for key in keys:
+        mine, logged = scores.per_sample[key], [row["scores"].get(key) for row in rows]
+        assert len(mine) == len(refs) and all(same(a, b) for a, b in zip(mine, logged)), (key, mine, logged)
     jvm = shared_meteor().process.pid
     again = medbench.score_reports([r["report"] for r in refs[:6]], hyps[:6], metrics=("nlg",), n_boot=50)
     third = medbench.score_reports(["No pleural effusion."] * 3, ["No effusion.", "", None], metrics=("nlg",), n_boot=0)
