@@ -68,6 +68,7 @@ class RunConfig:
     device: str = "cpu"
     store: Path | None = None
     report: bool = True
+    train_dataset: str | None = None  # --train-dataset SPEC: the train split from another dataset
 
     model_content: dict | None = None  # content digest of outputs:DIR or --model-path (set by execute)
 
@@ -83,7 +84,8 @@ class RunConfig:
                 "protocol": self.protocol, "dataset_options": self.dataset_options, "model_options": self.model_options,
                 "model_path": None if content or not self.model_path else str(self.model_path),
                 "metric_options": self.metric_options,
-                "on_bad_sample": self.on_bad_sample, "domain": self.domain, "n_boot": self.n_boot, "commit": git_commit()[0]}
+                "on_bad_sample": self.on_bad_sample, "domain": self.domain, "n_boot": self.n_boot,
+                "train_dataset": self.train_dataset, "commit": git_commit()[0]}
 
 
 def config_sha256(cfg: RunConfig) -> str:
@@ -127,6 +129,11 @@ def request_seed(seed: int, sample_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()[:4], "little")
 
 
+def _task_default_n(cfg: RunConfig) -> int:
+    quick = cfg.task.options.get("quick", {}) if cfg.metric_options.get("quick") else {}
+    return quick.get("n", cfg.task.n)
+
+
 def select_samples(samples: list[Sample], n: int) -> list[Sample]:
     """The first n complete pairs in a fixed hash order of their ids — the same for every model and
     seed, so runs on one dataset can be compared sample by sample."""
@@ -143,9 +150,11 @@ def make_request(task: TaskSpec, sample: Sample, seed: int) -> Request:
                    prompt=sample.prompt_text() if kind == "prompt->pair" else None)
 
 
-def build_model(cfg: RunConfig, dataset: Dataset, test: list[Sample], image_size: int = 64):
+def build_model(cfg: RunConfig, dataset: Dataset, test: list[Sample], image_size: int = 64,
+                train: list[Sample] | None = None):
     name, _, arg = cfg.model.partition(":")
-    ctx = ModelContext(task=cfg.task, domain=dataset.domain, seed=cfg.seed, train=dataset.split("train"), test=test,
+    train = dataset.split("train") if train is None else train
+    ctx = ModelContext(task=cfg.task, domain=dataset.domain, seed=cfg.seed, train=train, test=test,
                        model_path=cfg.model_path, arg=arg or None, options=cfg.model_options, device=cfg.device,
                        image_size=image_size)
     if name == "outputs":
@@ -252,7 +261,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     spec leaves no folder). Once the folder exists, status.json says running / complete / failed.
     """
     from medbench.data.resolve import load_dataset
-    from medbench.run_checks import check_run
+    from medbench.run_checks import check_run, check_sample_count, train_split
 
     check_run(cfg)  # flags, specs and options checked and typed once, before any work (medbench.run_checks)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -260,7 +269,13 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.dataset_options, on_bad_sample=cfg.on_bad_sample, domain=cfg.domain)
-    samples = select_samples(dataset.split(cfg.task.split), cfg.n)
+    pool = dataset.split(cfg.task.split)
+    samples = select_samples(pool, cfg.n)
+    available = len(select_samples(pool, None))
+    capped = cfg.n is not None and cfg.n > available and cfg.n == _task_default_n(cfg)
+    if not capped:  # an --n the user chose above what the dataset has is refused; the task's default is capped
+        check_sample_count(cfg.n, available, cfg.dataset, cfg.task.split)
+    train = train_split(cfg, dataset)
     if not samples:
         raise UserError(f"dataset {cfg.dataset!r} has no complete image-report pairs in split {cfg.task.split!r}")
     headers = [image_header(s.image_path) for s in samples]
@@ -268,7 +283,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     seconds["load"] = time.perf_counter() - t0
 
     size = native[0] or (int(cfg.dataset_options.get("size", 64)),) * 2
-    model = build_model(cfg, dataset, samples, image_size=max(size))
+    model = build_model(cfg, dataset, samples, image_size=max(size), train=train)
     cfg.model_content = model_content(cfg, model, samples)
     rid = run_id(cfg)
     run_dir = cfg.out / rid
@@ -304,7 +319,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
             return run_dir, None
         status.stage("score")
         record = _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, started, seconds, world,
-                                   headers, native)
+                                   headers, native, train)
         status.complete()
     except BaseException as e:
         status.fail(e)
@@ -314,7 +329,8 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     return run_dir, record
 
 
-def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, started, seconds, world, headers, native):
+def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, started, seconds, world, headers, native,
+                      train):
     from medbench.record_builder import build_record, sample_rows
     from medbench.scoring import build_families, score, select_families
 
@@ -326,7 +342,7 @@ def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, starte
                            f"{missing[:20]}" + (f" ({why})" if why else ""))
     ctx = MetricContext(task=cfg.task, domain=dataset.domain, protocol=cfg.protocol, seed=cfg.seed,
                         cache_dir=medbench_home(),
-                        run_dir=run_dir, train=dataset.split("train"), reference=samples, options=cfg.metric_options,
+                        run_dir=run_dir, train=train, reference=samples, options=cfg.metric_options,
                         device=cfg.device, dataset=dataset)
     specs, skipped = select_families(list(cfg.task.metrics), cfg.protocol, cfg.task.request)
     families, unavailable = build_families(specs, ctx)
@@ -350,6 +366,12 @@ def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, starte
     record, per_sample = build_record(cfg, rid, dataset, samples, results, skipped, provenance, entries, headers, native,
                                       model_weights=dict(getattr(model, "weights_sha256", {}) or {}),
                                       config_sha256=config_sha256(cfg))
+    if len(samples) < _task_default_n(cfg) and cfg.n == _task_default_n(cfg):
+        record["warnings"].append({"family": None, "metric": None, "message":
+                                   f"the task's default n={cfg.n} is more than split {cfg.task.split!r} of {cfg.dataset!r} "
+                                   f"has; {len(samples)} samples were scored (pass --n to choose)"})
+    if cfg.train_dataset:
+        record["options"]["train_dataset"] = cfg.train_dataset
     _write_sidecars(run_dir, samples)
     write_samples(run_dir, sample_rows(cfg, samples, entries, per_sample, folder))
     write_record(record, run_dir / "run.json")

@@ -220,6 +220,5 @@ def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(capsys):
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("medbench: internal error (KeyError): this is a bug")
 
 
-@pytest.mark.xfail(strict=True, reason="needs runner.execute to call run_checks.check_sample_count after select_samples")
 def test_C11_n_above_what_the_dataset_has_is_refused(cli, tiny_folder):
     assert_one_line(cli(*I2T, "--dataset", f"folder:{tiny_folder}", "--n", "100000"), 2, "--n 100000", "has only 10")
