@@ -252,10 +252,14 @@ def direction(record: dict[str, Any], key: str) -> bool | None:
 
 
 def default_worst_key(record: dict[str, Any], columns: list[str]) -> str | None:
-    """The column closest to the primary metric: the same name, else one of its family with a direction."""
+    """The column closest to the primary metric: the same name, else its per-sample form
+    (``<primary>_sentence``), else one of its family with a direction, else any with a direction."""
     primary = record.get("primary_metric") or ""
     if primary in columns:
         return primary
+    own = [c for c in columns if primary and c.startswith((primary + "_", primary + "."))]  # nlg.coco.bleu4_sentence
+    if own:
+        return own[0]
     family = ((record.get("metrics") or {}).get(primary) or {}).get("family") or ""
     ranked = [c for c in columns if family and c.startswith(family + ".") and direction(record, c) is not None]
     ranked += [c for c in columns if direction(record, c) is not None]

@@ -220,3 +220,14 @@ def test_label_sets_follow_the_families_per_sample_keys():
     t2i = {k: v for k, v in sets.items() if not k.startswith(("clinical", "pair"))}
     assert label_table(t2i, "report->image")["compare"] == ("image.label_fidelity.predicted", "image.label_fidelity.reference")
     assert label_table({"reference": lab}, "report->image")["compare"] is None
+
+
+def test_default_worst_key_prefers_the_primary_metrics_per_sample_form():
+    from medbench.report_samples import default_worst_key
+
+    record = {"primary_metric": "nlg.coco.bleu4", "metrics": {"nlg.coco.bleu4": {"family": "nlg.coco"}},
+              "per_sample": {k: {"higher_is_better": True} for k in ("nlg.coco.bleu1_sentence", "nlg.coco.bleu4_sentence")}}
+    assert default_worst_key(record, ["memorization.nn_distance", "nlg.coco.bleu1_sentence", "nlg.coco.bleu4_sentence"]) \
+        == "nlg.coco.bleu4_sentence"
+    record["primary_metric"] = "nlg.coco.cider"
+    assert default_worst_key(record, ["memorization.nn_distance", "nlg.coco.bleu1_sentence"]) == "nlg.coco.bleu1_sentence"
