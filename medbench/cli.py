@@ -305,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `medbench ... | head`: the reader left; not an error of ours or the user's
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # noqa: BLE001 - the one place errors become exit codes
         return report_error(e, debug)
     finally:
