@@ -75,6 +75,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-opt", action="append", metavar="K=V",
                    help="dataset option, e.g. size=128 (repeatable; medbench list --options DATASET)")
     p.add_argument("--domain", help="domain of a folder:/manifest: dataset when its labels.jsonl does not say (cxr, path)")
+    p.add_argument("--name", metavar="TEXT", help="display name of this run in reports and leaderboards (default: the model spec)")
     p.add_argument("--train-dataset", metavar="SPEC",
                    help="take the train split (memorization, label thresholds, baselines) from this dataset, for "
                         "datasets without one such as MeDiM's flat folders")
@@ -106,7 +107,6 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 def run_config_from_args(args: argparse.Namespace):
     """The RunConfig of `medbench run` (the Python API builds the same through medbench.run_config)."""
-    import dataclasses
 
     from medbench.run_config import make_run_config
 
@@ -120,10 +120,8 @@ def run_config_from_args(args: argparse.Namespace):
                           n_boot=args.bootstrap, device=args.device, store=None, report=not args.no_report)
     if n == "all":
         cfg.n = None  # select_samples takes every complete pair of the split
-    if args.train_dataset:
-        if "train_dataset" not in {f.name for f in dataclasses.fields(cfg)}:
-            raise _user_error("--train-dataset: this medbench's runner does not take a train dataset yet")
-        cfg.train_dataset = args.train_dataset
+    cfg.train_dataset = args.train_dataset or None
+    cfg.name = args.name or None
     return cfg
 
 

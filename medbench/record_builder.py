@@ -74,7 +74,7 @@ def build_record(cfg, run_id: str, dataset, samples, results, skipped, provenanc
     warnings += dataset_warnings(headers, native)
     provenance = {**provenance, "weights_sha256": weights}
     record: RunRecord = {
-        "schema_version": SCHEMA_VERSION, "status": "complete", "run_id": run_id, "task": cfg.task.name, "model": cfg.model,
+        "schema_version": SCHEMA_VERSION, "status": "complete", "run_id": run_id, "name": getattr(cfg, "name", None), "task": cfg.task.name, "model": cfg.model,
         "dataset": cfg.dataset, "request": cfg.task.request, "domain": dataset.domain, "split": cfg.task.split, "n": len(samples), "seed": cfg.seed,
         "protocol": cfg.protocol, "bootstrap": cfg.n_boot, "metrics": metrics, "primary_metric": cfg.task.primary_metric,
         "provenance": provenance, "skipped": skipped,

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from medbench.safe_names import file_stem
 from medbench.runrecord import load_record
 
 THUMB = 256  # longest side of gallery images, px
@@ -215,7 +216,8 @@ def memorization(run_dir: Path, extras: dict[str, Any], entries: list[dict[str, 
         ids = [str(t) for t in e.get("train_ids") or []][:3]
         dists = [_num(d) for d in (e.get("distances") or [e.get("distance")])][:len(ids) or 1]
         paths = list(e.get("train_image_paths") or [])
-        gen = outputs.get(sid) or (f"outputs/{sid}.png" if (run_dir / "outputs" / f"{sid}.png").exists() else None)
+        stem = file_stem(sid)
+        gen = outputs.get(sid) or (f"outputs/{stem}.png" if (run_dir / "outputs" / f"{stem}.png").exists() else None)
         rows.append({"id": sid, "distance": nearest(e), "generated": image_uri(run_dir / gen) if gen else None,
                      "neighbours": [{"id": t, "distance": dists[i] if i < len(dists) else None,
                                      "image": image_uri(paths[i]) if i < len(paths) else None} for i, t in enumerate(ids)]})

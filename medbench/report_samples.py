@@ -15,6 +15,7 @@ mentions ``labels`` and whose value maps observations to 1 / 0 / -1 (e.g. ``clin
 """
 from __future__ import annotations
 
+from medbench.safe_names import file_stem
 import json
 import math
 from pathlib import Path
@@ -69,12 +70,13 @@ def sample_entries(run_dir: Path, extras: dict[str, Any], warnings: list[str]) -
     out = []
     for ref in refs:
         sid = str(ref.get("id"))
-        image, text = run_dir / "outputs" / f"{sid}.png", run_dir / "outputs" / f"{sid}.txt"
+        stem = file_stem(sid)  # ids that are not plain file names are stored under an encoded stem
+        image, text = run_dir / "outputs" / f"{stem}.png", run_dir / "outputs" / f"{stem}.txt"
         out.append({"id": sid, "patient_id": ref.get("patient_id"),
                     "inputs": {"prompt": ref.get("prompt"), "report": ref.get("report"), "image_path": ref.get("image_path")},
                     "reference": {"report": ref.get("report"), "image_path": ref.get("image_path"), "labels": ref.get("labels")},
-                    "outputs": {"image_path": f"outputs/{sid}.png" if image.exists() else None,
-                                "report_path": f"outputs/{sid}.txt" if text.exists() else None},
+                    "outputs": {"image_path": f"outputs/{stem}.png" if image.exists() else None,
+                                "report_path": f"outputs/{stem}.txt" if text.exists() else None},
                     "scores": per_sample.get(sid, {}), "conversions": []})
     return out
 

@@ -17,7 +17,7 @@ from medbench.errors import UserError
 DEFAULT_STORE = Path("runs/medbench.sqlite")
 
 RUN_KEYWORDS = ("protocol", "quick", "dataset_options", "model_options", "metric_options", "model_path", "on_bad_sample",
-                "domain", "batch_size", "n_boot", "device", "report")
+                "domain", "batch_size", "n_boot", "device", "report", "name", "train_dataset")
 
 
 def make_run_config(*, task: Any, model: str, dataset: str | None = None, n: int | None = None, seed: int | None = None,
@@ -25,7 +25,8 @@ def make_run_config(*, task: Any, model: str, dataset: str | None = None, n: int
                     dataset_options: dict[str, Any] | None = None, model_options: dict[str, Any] | None = None,
                     metric_options: dict[str, Any] | None = None, model_path: str | Path | None = None,
                     on_bad_sample: str = "fail", domain: str | None = None, batch_size: int = 16, n_boot: int = 1000,
-                    device: str = "cpu", store: str | Path | None = DEFAULT_STORE, report: bool = True):
+                    device: str = "cpu", store: str | Path | None = DEFAULT_STORE, report: bool = True,
+                    name: str | None = None, train_dataset: str | None = None):
     """The RunConfig ``medbench run`` builds from the same flags (``store=None`` or ``""`` disables the store)."""
     from medbench.runner import RunConfig
     from medbench.tasks import TaskSpec, load_task
@@ -40,4 +41,5 @@ def make_run_config(*, task: Any, model: str, dataset: str | None = None, n: int
                      model_path=Path(model_path) if model_path else None, model_options=dict(model_options or {}),
                      metric_options=dict(metric_options or {}) | ({"quick": "1"} if quick else {}),
                      on_bad_sample=on_bad_sample, domain=domain, batch_size=batch_size, n_boot=n_boot, device=device,
-                     store=Path(store) if store else None, report=report)
+                     store=Path(store) if store else None, report=report,
+                     name=name, train_dataset=train_dataset)

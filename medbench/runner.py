@@ -69,6 +69,7 @@ class RunConfig:
     store: Path | None = None
     report: bool = True
     train_dataset: str | None = None  # --train-dataset SPEC: the train split from another dataset
+    name: str | None = None  # --name: a display name for reports and leaderboards (not part of the identity)
 
     model_content: dict | None = None  # content digest of outputs:DIR or --model-path (set by execute)
 

@@ -92,6 +92,7 @@ class DatasetInfo(TypedDict):
 class RunRecord(TypedDict):
     schema_version: int
     run_id: str
+    name: str | None  # v2: --name, a display name (not part of the identity)
     task: str
     model: str
     dataset: str
@@ -127,6 +128,7 @@ def migrate_v1(record: dict) -> dict:
     out = dict(record)
     out.update(schema_version=2, migrated_from=1)
     out.setdefault("status", "complete")  # v1 wrote run.json only at the very end of a run
+    out.setdefault("name", None)
     out.setdefault("warnings", [])
     out.setdefault("conversions", {"counts": {}, "samples": None, "reference": None, "recorded": False})
     out.setdefault("identity", {"model_content": None, "config_sha256": None})
