@@ -17,9 +17,12 @@ from pathlib import Path
 
 import torch
 
+from medbench.errors import UserError
 from medbench.records import Request
 from reference_model.adapter import MedimAdapter
+from reference_model.checkpoint import read_weights
 from reference_model.medim_options import DEFAULT_CHECKPOINT
+
 MANIFEST = "manifest.json"
 FILES = {  # file -> what it is and how it is made
     "config.json": "the MeDiM config (written by python -m reference_model.train)",
@@ -57,15 +60,15 @@ def verify_checkpoint(folder: str | Path) -> dict[str, str]:
     try:
         expected = json.loads((folder / MANIFEST).read_text())["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{folder / MANIFEST}: expected {{\"files\": {{name: sha256}}}} ({e})") from None
+        raise UserError(f"{folder / MANIFEST}: expected {{\"files\": {{name: sha256}}}} ({e})") from None
     digests = {}
     for name in FILES:
         if name not in expected:
-            raise ValueError(f"{folder / MANIFEST}: no sha256 for {name}; rewrite the manifest")
+            raise UserError(f"{folder / MANIFEST}: no sha256 for {name}; rewrite the manifest")
         digests[name] = _sha256(folder / name)
         if digests[name] != expected[name]:
-            raise ValueError(f"{folder / name}: sha256 mismatch (file {digests[name]}, {MANIFEST} expects "
-                             f"{expected[name]}); the file is corrupt or from another checkpoint")
+            raise UserError(f"{folder / name}: sha256 mismatch (file {digests[name]}, {MANIFEST} expects "
+                            f"{expected[name]}); the file is corrupt or from another checkpoint")
     return digests
 
 
@@ -76,8 +79,6 @@ class MedimModel(MedimAdapter):
 
     def __init__(self, folder: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", options: dict | None = None,
                  image_size: int | None = None):
-        from safetensors.torch import load_file
-
         from reference_model.backbone import MeDiMBackbone
         from reference_model.config import load_config
         from reference_model.data import LAYOUTS
@@ -97,7 +98,7 @@ class MedimModel(MedimAdapter):
             raise ValueError(f"{self.folder}: config.json expects (text vocab, codebook, grid) = {want}, "
                              f"the bundled tokenizers give {got}")
         self.backbone = MeDiMBackbone(self.cfg)
-        state = load_file(str(self.folder / "model.safetensors"))
+        state = read_weights(self.folder / "model.safetensors")
         missing, unexpected = self.backbone.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"{self.folder / 'model.safetensors'}: does not fit config.json "

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from medbench.errors import UserError
 from reference_model.vq_card import read_card, sha256_file
 
 MEDIM_PAD_COLOR = (122, 116, 104)  # MeDiM's expand2square fill (spec §B.1)
@@ -422,7 +423,7 @@ def load_chameleon_vqgan(path: str | Path, device: str | torch.device = "cpu") -
                                 f"--out {card_path.parent}`")
     digest = sha256_file(weights)
     if digest != card["sha256"]:
-        raise ValueError(f"{weights}: sha256 mismatch (file {digest}, {card_path.name} expects {card['sha256']})")
+        raise UserError(f"{weights}: sha256 mismatch (file {digest}, {card_path.name} expects {card['sha256']})")
     model = build_from_card(card, weights)
     model.sha256 = digest
     return model.to(device)

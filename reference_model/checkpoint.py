@@ -13,7 +13,19 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from medbench.errors import UserError
 from reference_model.config import MeDiMConfig
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors state dict; a file that is not one (a pickle renamed, a truncated download) is a
+    user error naming it, never unpickled."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({e}); re-save the weights with safetensors") from None
 
 
 def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

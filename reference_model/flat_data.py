@@ -138,7 +138,7 @@ class FlatTokenDataset(Dataset):
 
 def load_text_tokenizer(path: str | Path, kind: str):
     if kind == "llama":
-        from reference_model.official import LlamaTextTokenizer
+        from reference_model.text_tokenizer import LlamaTextTokenizer
         return LlamaTextTokenizer(path)
     from reference_model.text_tokenizer import TextTokenizer
     return TextTokenizer.from_file(path)

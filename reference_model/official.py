@@ -30,7 +30,9 @@ from pathlib import Path
 
 import torch
 
+from medbench.errors import UserError
 from reference_model.adapter import MedimAdapter
+from reference_model.checkpoint import read_weights
 from reference_model.config import MeDiMConfig, load_config
 from reference_model.medim_options import OFFICIAL_OPTIONS, parse_options
 from reference_model.text_tokenizer import LlamaTextTokenizer  # noqa: F401 (also imported from here by older code)
@@ -71,11 +73,11 @@ def official_to_reference(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         else:
             unknown.append(key)
     if unknown:
-        raise ValueError(f"official MeDiM checkpoint: unrecognised keys {unknown[:8]} (expected model.*, lm_head.weight)")
+        raise UserError(f"official MeDiM checkpoint: unrecognised keys {unknown[:8]} (expected model.*, lm_head.weight)")
     emb = out.get("decoder.embed_tokens.weight")
     if lm_head is not None and emb is not None and not torch.equal(lm_head, emb):
-        raise ValueError("official MeDiM checkpoint: lm_head.weight differs from model.embed_tokens.weight, but the "
-                         "MeDiM head is tied (tie_word_embeddings); this is not the expected release")
+        raise UserError("official MeDiM checkpoint: lm_head.weight differs from model.embed_tokens.weight, but the "
+                        "MeDiM head is tied (tie_word_embeddings); this is not the expected release")
     return out
 
 
@@ -98,9 +100,9 @@ def official_config(state: dict[str, torch.Tensor], base: MeDiMConfig | None = N
     layers = {int(m.group(1)) for k in state if (m := re.search(r"layers\.(\d+)\.", k))}
     emb = state.get("decoder.embed_tokens.weight", state.get("model.embed_tokens.weight"))
     if emb is None or not layers:
-        raise ValueError("official MeDiM checkpoint: no model.embed_tokens.weight or no model.layers.*")
+        raise UserError("official MeDiM checkpoint: no model.embed_tokens.weight or no model.layers.*")
     if sorted(layers) != list(range(len(layers))):
-        raise ValueError(f"official MeDiM checkpoint: layer indices {sorted(layers)} are not 0..N-1")
+        raise UserError(f"official MeDiM checkpoint: layer indices {sorted(layers)} are not 0..N-1")
     changes = {"num_layers": len(layers), "hidden_size": emb.shape[1]}
     return cfg.replace(**{k: v for k, v in changes.items() if getattr(cfg, k) != v})
 
@@ -117,8 +119,8 @@ def load_official_backbone(state: dict[str, torch.Tensor], cfg: MeDiMConfig | No
     missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     wrong = [f"{k}: {got[k]} vs {want[k]}" for k in sorted(set(got) & set(want)) if got[k] != want[k]]
     if missing or unexpected or wrong:
-        raise ValueError(f"official MeDiM checkpoint does not fit config {cfg.name!r}: missing {missing[:6]}, "
-                         f"unexpected {unexpected[:6]}, wrong shapes {wrong[:4]}")
+        raise UserError(f"official MeDiM checkpoint does not fit config {cfg.name!r}: missing {missing[:6]}, "
+                        f"unexpected {unexpected[:6]}, wrong shapes {wrong[:4]}")
     net.load_state_dict(mapped, strict=True)
     return net
 
@@ -166,7 +168,7 @@ def verify_folder(folder: str | Path) -> dict[str, str]:
     digests = {name: _sha256(folder / name) for name in FILES}
     for name, digest in digests.items():
         if expected.get(name) != digest:
-            raise ValueError(f"{folder / name}: sha256 does not match {MANIFEST} (corrupt, or another file)")
+            raise UserError(f"{folder / name}: sha256 does not match {MANIFEST} (corrupt, or another file)")
     return digests
 
 
@@ -185,8 +187,6 @@ class OfficialMedimModel(MedimAdapter):
 
     def __init__(self, folder: str | Path, device: str = "cpu", options: dict | None = None,
                  image_size: int | None = None):
-        from safetensors.torch import load_file
-
         from reference_model.sampler import MaskGITSampler
         from reference_model.vq import load_image_tokenizer
 
@@ -200,15 +200,15 @@ class OfficialMedimModel(MedimAdapter):
         self.options = parse_options(opts)
         self.text_tok = LlamaTextTokenizer(self.folder / "tokenizer.json")
         self.image_tok = load_image_tokenizer(self.folder, device=self.device)
-        state = load_file(str(self.folder / "model.safetensors"))
+        state = read_weights(self.folder / "model.safetensors")
         self.backbone = load_official_backbone(state, official_config(official_to_reference(state),
                                                                        folder_config(self.folder)))
         del state
         self.cfg, self.tokens = self.backbone.cfg, self.backbone.tokens
         got = (self.image_tok.codebook_size, tuple(self.image_tok.grid))
         if got != (self.cfg.image_codebook_size, tuple(self.cfg.image_grid)) or self.text_tok.vocab_size > self.cfg.text_vocab_size:
-            raise ValueError(f"{self.folder}: tokenizers (codebook, grid) = {got}, text vocab {self.text_tok.vocab_size} "
-                             f"do not fit the official layout")
+            raise UserError(f"{self.folder}: tokenizers (codebook, grid) = {got}, text vocab {self.text_tok.vocab_size} "
+                            f"do not fit the official layout")
         self.backbone.to(self.device).eval()
         self.sampler = MaskGITSampler(self.backbone, self.cfg, self.tokens)
 

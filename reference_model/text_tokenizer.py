@@ -22,6 +22,8 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from medbench.errors import UserError
+
 # Fixed special ids: <pad> must be 0 (MeDiM right-pads with 0 and hides unmasked 0s from attention).
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD, BOS, EOS, UNK = SPECIALS
@@ -49,7 +51,7 @@ class TextTokenizer:
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if sha256 is not None and digest != sha256:
-            raise ValueError(f"{path}: sha256 mismatch (file {digest}, expected {sha256})")
+            raise UserError(f"{path}: sha256 mismatch (file {digest}, expected {sha256})")
         try:
             tok = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as e:  # tokenizers raises a plain Exception on bad JSON

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from medbench.errors import UserError
 from reference_model.vq_card import CARD_NAME, read_card, sha256_file  # noqa: F401 (re-exported)
 
 
@@ -258,8 +259,8 @@ def load_image_tokenizer(path: str | Path, device: str | torch.device = "cpu") -
         raise FileNotFoundError(f"image tokenizer weights missing: place {card['weights']} (sha256 {card['sha256']}) at {weights}")
     digest = sha256_file(weights)
     if digest != card["sha256"]:
-        raise ValueError(f"{weights}: sha256 mismatch (file {digest}, {card_path.name} expects {card['sha256']}); "
-                         f"the weights are corrupt or belong to another checkpoint")
+        raise UserError(f"{weights}: sha256 mismatch (file {digest}, {card_path.name} expects {card['sha256']}); "
+                        f"the weights are corrupt or belong to another checkpoint")
     tok = builder(card, weights)
     tok.sha256 = digest  # identifies the tokenizer in token caches
     return tok.to(device) if isinstance(tok, nn.Module) else tok

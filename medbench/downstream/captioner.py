@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medbench.downstream import TrainSet
+from medbench.downstream.contract import TrainSet
 from medbench.downstream.classifier import batch_indices, cosine_lr, to_float
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medbench.downstream import TrainSet
+from medbench.downstream.contract import TrainSet
 
 
 @dataclass

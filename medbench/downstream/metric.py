@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from medbench.downstream import TrainSet
+from medbench.downstream.contract import TrainSet
 from medbench.downstream.arms import REAL, Settings, arm_names, image_tensor, plan_arms, ratio_of
 from medbench.metrics.base import Metric, MetricContext, Scored
 from medbench.metrics.clinical import averages, binarise, confusion_rows
