@@ -1,5 +1,7 @@
 """A t2i run with the field's image families: without weights each family is skipped with the missing file
-named; with the tiny real-architecture weights (pinned) every family scores and run.json records them."""
+named; with the tiny real-architecture weights (pinned) every family scores and run.json records them, and
+`medbench compare` / its gate work on the families' stored per-sample statistics. Each test runs a whole t2i
+run (~30 s on one core): marked slow."""
 import json
 import socket
 
@@ -13,6 +15,16 @@ FAMILIES_WITH_WEIGHTS = {"image.fidelity@rad-dino": "rad-dino/config.json",
                          "image.fidelity@biomedclip": "biomedclip/open_clip_config.json",
                          "image.per_pathology": "rad-dino/config.json", "alignment": "biomedclip/open_clip_config.json",
                          "privacy": "rad-dino/config.json", "privacy.reid": "chexgenbench-reid/siamese_resnet50.pth"}
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tiny.write_all(tmp_path_factory.mktemp("weights"))
+    tiny.pin_all(root)
+    return root
 
 
 @pytest.fixture(autouse=True)
@@ -41,10 +53,8 @@ def test_t2i_without_weights_names_each_missing_file(tiny_folder, tmp_path):
     assert "image.diversity.ms_ssim" in rec["metrics"]  # needs no weights
 
 
-def test_t2i_with_tiny_weights_scores_every_family(tiny_folder, tmp_path):
-    root = tiny.write_all(tmp_path / "weights")
-    tiny.pin_all(root)
-    rec = run_t2i(tiny_folder, tmp_path / "runs", root, "--metric-opt", "per_pathology_min_n=3")
+def test_t2i_with_tiny_weights_scores_every_family(tiny_folder, tmp_path, weights):
+    rec = run_t2i(tiny_folder, tmp_path / "runs", weights, "--metric-opt", "per_pathology_min_n=3")
     skipped = {s["what"]: s["reason"] for s in rec["skipped"]}
     assert not any(f"metric:{f}" in skipped for f in FAMILIES_WITH_WEIGHTS), skipped
     m = rec["metrics"]
@@ -58,3 +68,21 @@ def test_t2i_with_tiny_weights_scores_every_family(tiny_folder, tmp_path):
     assert m["image.per_pathology.cardiomegaly.fid@rad-dino"]["ci_low"] is not None
     weights = rec["provenance"]["weights_sha256"]
     assert any(k.startswith("rad-dino/") and v.endswith("(local pin, not the published file)") for k, v in weights.items())
+
+
+def test_compare_and_gate_on_the_image_families(tiny_folder, tmp_path, weights, capsys):
+    opts = ("--metric-opt", "per_pathology_min_n=3")
+    run_t2i(tiny_folder, tmp_path / "oracle", weights, *opts)
+    assert main(["run", "--task", "t2i", "--model", "random", "--dataset", f"folder:{tiny_folder}", "--out",
+                 str(tmp_path / "random"), "--weights", str(weights), "--store", "", "--no-report", "--bootstrap", "20",
+                 *opts]) == 0
+    (oracle,), (rand,) = (tmp_path / "oracle").glob("*/"), (tmp_path / "random").glob("*/")
+    capsys.readouterr()
+    assert main(["compare", str(oracle), str(rand), "--no-html", "--n-perm", "200"]) == 0
+    table = capsys.readouterr().out
+    for name in ("image.fid@rad-dino", "alignment.cosine@biomedclip", "image.diversity.ms_ssim",
+                 "privacy.nn_closer_than_p1@rad-dino", "image.per_pathology.macro.fid@rad-dino"):
+        assert name in table, name
+    gate = tmp_path / "gate.yaml"  # the random model must fail a gate on RAD-DINO FID
+    gate.write_text("- {metric: image.fid@rad-dino, direction: lower, tolerance: 0.0, alpha: 0.5}\n")
+    assert main(["compare", str(oracle), str(rand), "--no-html", "--n-perm", "200", "--gate", str(gate)]) == 1
