@@ -42,7 +42,8 @@ def _per_sample(results, n: int) -> tuple[dict[str, list], dict[str, dict]]:
 
 
 def build_record(cfg, run_id: str, dataset, samples, results, skipped, provenance, entries, headers, native, *,
-                 model_weights: dict[str, str], config_sha256: str) -> tuple[RunRecord, dict[str, Any]]:
+                 model_weights: dict[str, str], config_sha256: str,
+                 model_settings: dict[str, Any] | None = None) -> tuple[RunRecord, dict[str, Any]]:
     metrics, warnings, weights = {}, [], dict(model_weights)
     for res in results:
         weights.update(getattr(res.metric, "weights_sha256", {}) or {})
@@ -83,6 +84,7 @@ def build_record(cfg, run_id: str, dataset, samples, results, skipped, provenanc
         "warnings": warnings,
         "conversions": summary,
         "identity": {"model_content": jsonable(cfg.model_content), "config_sha256": config_sha256},
+        "model_settings": jsonable(model_settings),
         "dataset_info": {"name": dataset.name, "source": dataset.source,
                          "image_size": list(native[0]) if native[0] else None, "image_mode": native[1],
                          "preprocessing": jsonable(getattr(dataset, "preprocessing", None) or {})},

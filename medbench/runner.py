@@ -366,6 +366,7 @@ def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, starte
                   "python": sys.version.split()[0], "platform": platform.platform()}
     record, per_sample = build_record(cfg, rid, dataset, samples, results, skipped, provenance, entries, headers, native,
                                       model_weights=dict(getattr(model, "weights_sha256", {}) or {}),
+                                      model_settings=_model_settings(model),
                                       config_sha256=config_sha256(cfg))
     if len(samples) < _task_default_n(cfg) and cfg.n == _task_default_n(cfg):
         record["warnings"].append({"family": None, "metric": None, "message":
@@ -377,6 +378,12 @@ def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, starte
     write_samples(run_dir, sample_rows(cfg, samples, entries, per_sample, folder))
     write_record(record, run_dir / "run.json")
     return record
+
+
+def _model_settings(model) -> dict[str, Any] | None:
+    """What the model says it did (its effective options, classes, prompts...), for run.json."""
+    settings = getattr(model, "settings", None)
+    return settings() if callable(settings) else settings
 
 
 def _write_sidecars(run_dir: Path, samples: list[Sample]) -> None:

@@ -113,6 +113,7 @@ class RunRecord(TypedDict):
     warnings: list[Warning]  # unreliable numbers and harness notes
     conversions: Conversions  # what the harness changed in scored outputs (per sample: samples.jsonl)
     identity: Identity
+    model_settings: dict[str, Any] | None  # v2: the model's own account of its effective settings (adapters)
     dataset_info: DatasetInfo
     per_sample: dict[str, dict[str, Any]]  # samples.jsonl score key -> {"family", "higher_is_better"}
 
@@ -135,6 +136,7 @@ def migrate_v1(record: dict) -> dict:
     out.setdefault("dataset_info", {"name": record.get("dataset"), "source": None, "image_size": None,
                                     "image_mode": None, "preprocessing": {}})
     out.setdefault("per_sample", {})
+    out.setdefault("model_settings", None)
     out.setdefault("request", None)  # v1 did not record it; config.json's task has it
     return out
 
