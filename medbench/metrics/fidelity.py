@@ -56,7 +56,7 @@ def kid(gen: np.ndarray, ref: np.ndarray, subsets: int = KID_SUBSETS, subset_siz
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
-STREAM_ROWS = 1024  # k-NN in blocks of this many query rows: memory grows with N, not N^2
+STREAM_ROWS = 512  # k-NN in blocks of this many query rows: memory grows with N, not N^2
 
 
 def precision_recall(gen: np.ndarray, ref: np.ndarray, k: int = PRC_K) -> tuple[float, float]:
@@ -79,8 +79,8 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def density_coverage(gen: np.ndarray, ref: np.ndarray, k: int = PRDC_K) -> tuple[float, float]:
     """Naeem et al. (arXiv 2002.09797), as the `prdc` package computes them: real k-NN radii
     (k-th neighbour excluding self), strict '<' comparisons."""
-    radii = np.concatenate([np.partition(_pairwise(ref[s:s + STREAM_ROWS], ref), k, axis=1)[:, k]
-                            for s in range(0, len(ref), STREAM_ROWS)])
+    radii = np.concatenate([np.partition(_pairwise(ref[s:s + STREAM_ROWS], ref), k, axis=1)[:, k].copy()  # not a view
+                            for s in range(0, len(ref), STREAM_ROWS)])  # of the block, which would stay alive
     inside_per_gen = np.zeros(len(gen))
     covered = np.zeros(len(ref), dtype=bool)
     for s in range(0, len(ref), STREAM_ROWS):  # blocks of real rows: (block, n_gen) distances at a time
