@@ -41,17 +41,26 @@ def _per_sample(results, n: int) -> tuple[dict[str, list], dict[str, dict]]:
     return columns, meta
 
 
+def _variant(res, report_protocol: str | None) -> str:
+    """A family's variant; families that read report text also name the dataset's report protocol
+    (section, de-identification placeholders, case), since papers differ exactly there."""
+    if report_protocol and res.family.split(".")[0] in ("nlg", "clinical", "pair"):
+        return f"{res.metric.variant}; reports: {report_protocol}"
+    return res.metric.variant
+
+
 def build_record(cfg, run_id: str, dataset, samples, results, skipped, provenance, entries, headers, native, *,
                  model_weights: dict[str, str], config_sha256: str,
                  model_settings: dict[str, Any] | None = None) -> tuple[RunRecord, dict[str, Any]]:
     metrics, warnings, weights = {}, [], dict(model_weights)
+    report_protocol = ((getattr(dataset, "preprocessing", None) or {}).get("report") or {}).get("protocol")
     for res in results:
         weights.update(getattr(res.metric, "weights_sha256", {}) or {})
         for name, value in res.values.items():
             lo, hi = res.cis.get(name, (None, None))
             metrics[name] = {"value": _finite(value), "ci_low": _finite(lo), "ci_high": _finite(hi),
                              "higher_is_better": bool(res.metric.higher_is_better[name]), "n": len(samples), "bootstrap": res.n_boot,
-                             "family": res.family, "variant": res.metric.variant}
+                             "family": res.family, "variant": _variant(res, report_protocol)}
         try:
             messages = list(res.metric.warnings(res.stats, res.values))
         except Exception as e:  # noqa: BLE001

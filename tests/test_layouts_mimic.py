@@ -86,3 +86,25 @@ def test_mimic_cxr_jpg_name_and_refusals(mimic, tmp_path):
         load_dataset(f"mimic-cxr:{mimic}", {"section": "finding"})
     no_labels = load_dataset(f"mimic-cxr:{mimic}", {"labels": "none"}, on_bad_sample="skip")
     assert all(s.labels is None for s in no_labels.samples)
+
+
+def test_a_run_on_dicom_mimic_names_the_report_protocol(tmp_path):
+    """End to end through the CLI: DICOM images, the section protocol in run.json and in the text families' variants."""
+    import json
+
+    from medbench.cli import main
+
+    studies = [(f"1{i:07d}", f"5{i:07d}", "test", [(f"t{i}", "PA")], "Heart size is normal.",
+                f"No pleural effusion or pneumothorax in study number {i}.")
+               for i in range(4)] + STUDIES[:1]
+    root = write_mimic(tmp_path / "dcm", studies, image_format="dcm")
+    assert main(["run", "--task", "i2t", "--model", "oracle", "--dataset", f"mimic-cxr:{root}", "--dataset-opt",
+                 "section=impression", "--n", "all", "--bootstrap", "0", "--store", "", "--no-report",
+                 "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    (run_json,) = (tmp_path / "runs").glob("*/run.json")
+    record = json.loads(run_json.read_text())
+    report = record["dataset_info"]["preprocessing"]["report"]
+    assert report["protocol"].startswith("impression") and record["n"] == 4
+    assert record["dataset_info"]["preprocessing"]["image"]["reader"] == "pydicom"
+    assert record["metrics"]["nlg.coco.bleu4"]["variant"].endswith(f"; reports: {report['protocol']}")
+    assert record["metrics"]["nlg.coco.bleu4"]["value"] == pytest.approx(1.0)
