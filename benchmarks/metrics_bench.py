@@ -231,21 +231,34 @@ def markdown(text: dict, medim: dict, fid: dict, mem: dict) -> str:
         f"{mem['small_mb']:.0f} MB | {mem['ratio']:.2f}× (target ≤ 1.3×) | |"])
 
 
+def memory_markdown(mem: dict) -> str:
+    return "\n".join([
+        "| measurement | large | small | ratio |", "|---|---|---|---|",
+        f"| peak RSS, image.fidelity (features streamed, k-NN in blocks) over {mem['large']:,} vs {mem['small']:,} samples | "
+        f"{mem['large_mb']:.0f} MB | {mem['small_mb']:.0f} MB | {mem['ratio']:.2f}× (target ≤ 1.3×) |",
+        f"\n`python benchmarks/metrics_bench.py --only memory --memory {mem['small']} {mem['large']} --write docs/benchmarks.md`"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=5000)
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--memory", type=int, nargs=2, default=[2000, 20000])
-    ap.add_argument("--write", type=Path, help="replace the metrics_bench block of this Markdown file")
+    ap.add_argument("--only", choices=["memory"], help="measure only this part (written to its own block)")
+    ap.add_argument("--write", type=Path, help="replace the metrics_bench (and metrics_bench_memory) blocks of this Markdown file")
     args = ap.parse_args()
+    mem = bench_memory(*args.memory)
+    print(json.dumps(mem))
+    if args.write:
+        write_block(args.write, "metrics_bench_memory", memory_markdown(mem))
+    if args.only == "memory":
+        return
     text = bench_text(args.pairs)
     print(json.dumps(text))
     medim = bench_medim_text(args.pairs)
     print(json.dumps(medim))
     fid = bench_fid(args.images)
     print(json.dumps(fid))
-    mem = bench_memory(*args.memory)
-    print(json.dumps(mem))
     table = markdown(text, medim, fid, mem) + (f"\n\nLoad average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
                                                f"(2 shared cores); command: `python benchmarks/metrics_bench.py "
                                                f"--pairs {args.pairs} --images {args.images} --memory {args.memory[0]} {args.memory[1]}`.")
