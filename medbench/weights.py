@@ -55,21 +55,28 @@ class WeightsSpec:
 
 @dataclass
 class Located:
-    """Weights found and checked: their folder, each file's sha256, and whether every file is the
-    published one (False when accepted through a local pin)."""
+    """Weights found and checked: their folder and each file's sha256. ``verified``: every file matched
+    its published hash. False when a file was accepted through a local pin, or when medbench knows no
+    published hash for it (``unchecked`` lists those; their hashes are recorded all the same)."""
 
     spec: WeightsSpec
     folder: Path
     sha256: dict[str, str] = field(default_factory=dict)
     verified: bool = True
+    pinned: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
 
     def path(self, name: str) -> Path:
         return self.folder / name
 
     def provenance(self) -> dict[str, str]:
-        """File -> sha256 for run.json (``provenance.weights_sha256``)."""
-        tag = "" if self.verified else " (local pin, not the published file)"
-        return {f"{self.spec.name}/{k}": v + tag for k, v in self.sha256.items()}
+        """File -> sha256 for run.json (``provenance.weights_sha256``), marked where not the published file."""
+        def tag(name: str) -> str:
+            if name in self.pinned:
+                return " (local pin, not the published file)"
+            return " (no published sha256 known to medbench: unchecked)" if name in self.unchecked else ""
+
+        return {f"{self.spec.name}/{k}": v + tag(k) for k, v in self.sha256.items()}
 
 
 def weights_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -134,7 +141,7 @@ def locate(spec: WeightsSpec, root: str | os.PathLike | None = None) -> Located:
         digest = sha256_of(path)
         if wf.sha256 and digest != wf.sha256:
             if pins.get(wf.path) == digest:
-                found.verified = False
+                found.pinned.append(wf.path)
             else:
                 raise WeightsError(f"{path}: sha256 mismatch for {spec.name} (file {digest[:12]}…, expected {wf.sha256[:12]}…): "
                                    f"not the published file; replace it{get}, or accept it as local weights with "
@@ -142,8 +149,11 @@ def locate(spec: WeightsSpec, root: str | os.PathLike | None = None) -> Located:
         elif wf.sha256 is None and wf.path in pins and pins[wf.path] != digest:
             raise WeightsError(f"{path}: sha256 {digest[:12]}… differs from the pinned {pins[wf.path][:12]}… in {folder / PIN_FILE}")
         elif wf.sha256 is None and wf.path in pins:
-            found.verified = False
+            found.pinned.append(wf.path)
+        elif wf.sha256 is None:
+            found.unchecked.append(wf.path)
         found.sha256[wf.path] = digest
+    found.verified = not found.pinned and not found.unchecked
     return found
 
 
@@ -200,7 +210,10 @@ def main_weights(args: argparse.Namespace) -> int:
         for s in by_name.values():
             try:
                 found = locate(s, root)
-                print(f"ok       {s.name}" + ("" if found.verified else "  (local pin: not the published files)"))
+                notes = (["local pin: not the published files"] if found.pinned else []) + \
+                        ([f"no published sha256 known for {len(found.unchecked)} file(s): present, not checked"]
+                         if found.unchecked else [])
+                print(f"ok       {s.name}" + (f"  ({'; '.join(notes)})" if notes else ""))
             except WeightsError as e:
                 bad += 1
                 print(f"missing  {s.name}: {e}")

@@ -234,8 +234,8 @@ def test_alignment_equals_biomedclip_cosines_with_brackets(weights_env, tmp_path
     np.testing.assert_allclose(st["real"], cos(real, reports), atol=1e-6)
     np.testing.assert_allclose(st["shuffled"], cos(real, [reports[j] for j in derangement(9, 3)]), atol=1e-6)
     g, c, f = st["gen"].mean(), st["real"].mean(), st["shuffled"].mean()
-    assert values["alignment.cosine@biomedclip"] == pytest.approx(g)
-    assert values["alignment.cosine_relative@biomedclip"] == pytest.approx((g - f) / (c - f))
+    assert values["image.alignment.cosine@biomedclip"] == pytest.approx(g)
+    assert values["image.alignment.cosine_relative@biomedclip"] == pytest.approx((g - f) / (c - f))
 
 
 # ---- diversity ---------------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_privacy_nearest_training_and_latent_distance(weights_env, tmp_path):
     fresh = tiny.blob_images(12, 11, 140)
     metric = factory(ctx(train=train))
     st, values = feed(metric, scored(test, copies))
-    assert values["privacy.nn_closer_than_p1@rad-dino"] == 1.0
+    assert values["image.privacy.nn_closer_than_p1@rad-dino"] == 1.0
     assert np.allclose(st["gen_nn"], 0.0, atol=1e-9)
     ex = get_extractor("rad-dino")
     nn = NearestNeighbors(n_neighbors=1, metric="cosine").fit(ex.features(load(s.image_path for s in train)))
@@ -298,8 +298,8 @@ def test_privacy_nearest_training_and_latent_distance(weights_env, tmp_path):
     want_lat = [float(torch.norm(torch.from_numpy(a - b)) / np.sqrt(a.size)) for a, b in zip(ex.features(copies), real_f)]
     np.testing.assert_allclose(st["latent"], want_lat, rtol=1e-9)
     _, v_fresh = feed(factory(ctx(train=train)), scored(test, fresh))
-    assert v_fresh["privacy.nn_closer_than_p1@rad-dino"] < 1.0
-    assert v_fresh["privacy.nn_distance_ratio@rad-dino"] > values["privacy.nn_distance_ratio@rad-dino"]
+    assert v_fresh["image.privacy.nn_closer_than_p1@rad-dino"] < 1.0
+    assert v_fresh["image.privacy.nn_distance_ratio@rad-dino"] > values["image.privacy.nn_distance_ratio@rad-dino"]
 
 
 def test_reid_scores_generated_against_the_samples_real_image(weights_env, tmp_path):
@@ -318,7 +318,7 @@ def test_reid_scores_generated_against_the_samples_real_image(weights_env, tmp_p
                  for i, s in enumerate(samples)]
     np.testing.assert_allclose(st["gen"], want, rtol=1e-5)
     np.testing.assert_allclose(st["floor"], floor, rtol=1e-5)
-    assert values["privacy.reid.rate@chexgenbench-siamese"] == pytest.approx(np.mean(np.asarray(want) > 0.5))
+    assert values["image.privacy.reid.rate@chexgenbench-siamese"] == pytest.approx(np.mean(np.asarray(want) > 0.5))
 
 
 def test_reid_without_weights_names_the_file(tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ from medbench.cli import main
 FAMILIES_WITH_WEIGHTS = {"image.fidelity@rad-dino": "rad-dino/config.json",
                          "image.fidelity@xrv-densenet121": "xrv-densenet121/densenet121-res224-all.safetensors",
                          "image.fidelity@biomedclip": "biomedclip/open_clip_config.json",
-                         "image.per_pathology": "rad-dino/config.json", "alignment": "biomedclip/open_clip_config.json",
-                         "privacy": "rad-dino/config.json", "privacy.reid": "chexgenbench-reid/siamese_resnet50.pth"}
+                         "image.per_pathology": "rad-dino/config.json", "image.alignment": "biomedclip/open_clip_config.json",
+                         "image.privacy": "rad-dino/config.json", "image.privacy.reid": "chexgenbench-reid/siamese_resnet50.pth"}
 
 
 pytestmark = pytest.mark.slow
@@ -59,11 +59,11 @@ def test_t2i_with_tiny_weights_scores_every_family(tiny_folder, tmp_path, weight
     assert not any(f"metric:{f}" in skipped for f in FAMILIES_WITH_WEIGHTS), skipped
     m = rec["metrics"]
     for name in ("image.fid@rad-dino", "image.fid@xrv-densenet121", "image.fid@biomedclip", "image.per_pathology.macro.fid@rad-dino",
-                 "alignment.cosine@biomedclip", "alignment.cosine_ceiling@biomedclip", "privacy.nn_closer_than_p1@rad-dino",
-                 "privacy.reid.score@chexgenbench-siamese", "image.diversity.ms_ssim"):
+                 "image.alignment.cosine@biomedclip", "image.alignment.cosine_ceiling@biomedclip", "image.privacy.nn_closer_than_p1@rad-dino",
+                 "image.privacy.reid.score@chexgenbench-siamese", "image.diversity.ms_ssim"):
         assert name in m and m[name]["value"] is not None, name
     # the oracle returns the real images: alignment equals its ceiling, MS-SSIM equals the real bracket
-    assert m["alignment.cosine@biomedclip"]["value"] == pytest.approx(m["alignment.cosine_ceiling@biomedclip"]["value"])
+    assert m["image.alignment.cosine@biomedclip"]["value"] == pytest.approx(m["image.alignment.cosine_ceiling@biomedclip"]["value"])
     assert m["image.diversity.ms_ssim"]["value"] == pytest.approx(m["image.diversity.ms_ssim_real"]["value"])
     assert m["image.per_pathology.cardiomegaly.fid@rad-dino"]["ci_low"] is not None
     weights = rec["provenance"]["weights_sha256"]
@@ -80,8 +80,8 @@ def test_compare_and_gate_on_the_image_families(tiny_folder, tmp_path, weights, 
     capsys.readouterr()
     assert main(["compare", str(oracle), str(rand), "--no-html", "--n-perm", "200"]) == 0
     table = capsys.readouterr().out
-    for name in ("image.fid@rad-dino", "alignment.cosine@biomedclip", "image.diversity.ms_ssim",
-                 "privacy.nn_closer_than_p1@rad-dino", "image.per_pathology.macro.fid@rad-dino"):
+    for name in ("image.fid@rad-dino", "image.alignment.cosine@biomedclip", "image.diversity.ms_ssim",
+                 "image.privacy.nn_closer_than_p1@rad-dino", "image.per_pathology.macro.fid@rad-dino"):
         assert name in table, name
     gate = tmp_path / "gate.yaml"  # the random model must fail a gate on RAD-DINO FID
     gate.write_text("- {metric: image.fid@rad-dino, direction: lower, tolerance: 0.0, alpha: 0.5}\n")

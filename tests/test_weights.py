@@ -55,9 +55,11 @@ def test_other_bytes_are_refused_until_pinned(tmp_path):
         W.locate(SPEC, tmp_path)
 
 
-def test_unpinned_spec_records_the_hash_and_a_pin_guards_it(tmp_path):
+def test_unpinned_spec_records_the_hash_unverified_and_a_pin_guards_it(tmp_path):
     put(tmp_path, UNPINNED, b"x")
-    assert W.locate(UNPINNED, tmp_path).verified
+    found = W.locate(UNPINNED, tmp_path)
+    assert not found.verified and found.unchecked == ["a.safetensors"] and found.sha256["a.safetensors"]
+    assert "unchecked" in found.provenance()["free/a.safetensors"]
     W.pin(UNPINNED, tmp_path)
     put(tmp_path, UNPINNED, b"y")
     with pytest.raises(W.WeightsError, match="differs from the pinned"):

@@ -23,7 +23,7 @@ RAD_DINO = WeightsSpec(
     licence="MIT (model card: research use only, not for clinical practice)",
     source="https://huggingface.co/microsoft/rad-dino (the three files of the repository's root, as they are)",
     description="RAD-DINO chest X-ray ViT-B/14 (transformers Dinov2Model); CheXGenBench's FID/KID/PRDC features",
-    used_by=("extractor:rad-dino", "extractor:rad-dino-mean", "image.fidelity@rad-dino", "image.per_pathology", "privacy"),
+    used_by=("extractor:rad-dino", "extractor:rad-dino-mean", "image.fidelity@rad-dino", "image.per_pathology", "image.privacy"),
 )
 
 XRV_FILE = "densenet121-res224-all.safetensors"
@@ -48,7 +48,7 @@ BIOMEDCLIP = WeightsSpec(
             "text/config.json is config.json of https://huggingface.co/microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract "
             "(open_clip would fetch it from the hub to build the text tower)"),
     description="BiomedCLIP (open_clip CustomTextCLIP: timm ViT-B/16 + PubMedBERT); image-text alignment, 512-d features",
-    used_by=("extractor:biomedclip", "image.fidelity@biomedclip", "alignment"),
+    used_by=("extractor:biomedclip", "image.fidelity@biomedclip", "image.alignment"),
 )
 
 REID_FILE = "siamese_resnet50.pth"
@@ -60,7 +60,7 @@ CHEXGENBENCH_REID = WeightsSpec(
             "state dict of its SiameseNetwork: ResNet-50, fc 2048->128, fc_end 128->1); CheXGenBench does not publish "
             "where to download it"),
     description="CheXGenBench patient re-identification siamese network (torchvision ResNet-50 branches)",
-    used_by=("privacy.reid",),
+    used_by=("image.privacy.reid",),
 )
 
 ALL = (RAD_DINO, XRV_DENSENET121, BIOMEDCLIP, CHEXGENBENCH_REID)

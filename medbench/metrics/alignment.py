@@ -27,7 +27,7 @@ from medbench.metrics.image_labels import ImageEncoder, check_extractor
 from medbench.metrics.pair_consistency import derangement
 from medbench.registry import MetricSpec
 
-FAMILY = "alignment"
+FAMILY = "image.alignment"
 EXTRACTOR = "biomedclip"
 OPTIONS = ()
 

@@ -30,7 +30,7 @@ from medbench.metrics.memorization import closer_than_p1, nearest
 from medbench.options import Option
 from medbench.registry import MetricSpec
 
-FAMILY = "privacy"
+FAMILY = "image.privacy"
 DEFAULT_EXTRACTOR = "rad-dino"
 OPTIONS = (Option("privacy_extractor", str, DEFAULT_EXTRACTOR, "features of the nearest-training-image search"),
            Option("privacy_distance", str, "cosine", "nearest-neighbour distance", choices=("cosine", "l2")))

@@ -31,7 +31,7 @@ from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scor
 from medbench.metrics.pair_consistency import derangement
 from medbench.registry import MetricSpec
 
-FAMILY = "privacy.reid"
+FAMILY = "image.privacy.reid"
 TAG = "chexgenbench-siamese"
 BATCH = 16
 
