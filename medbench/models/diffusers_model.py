@@ -19,7 +19,7 @@ from typing import Any
 
 from medbench.errors import UserError
 from medbench.models.base import ModelContext
-from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
+from medbench.models.safe_load import (DTYPES, HashedFolder, ModelLoadError, check_loading_info, config_sha256,
                                        first_line, folder_sha256, given, model_folder, rank_device, read_json,
                                        refuse_remote_code, torch_dtype, weight_files)
 from medbench.options import Option, OptionError, resolve
@@ -42,7 +42,7 @@ OPTIONS = (
 )
 
 
-class DiffusersModel:
+class DiffusersModel(HashedFolder):
     """A local text-to-image DiffusionPipeline answering report->image requests."""
 
     def __init__(self, ctx: ModelContext):
@@ -134,15 +134,6 @@ class DiffusersModel:
         self.pipe.scheduler = compatible[name].from_config(self.pipe.scheduler.config)
 
     # ------------------------------------------------------------------ record
-
-    @property
-    def weights_sha256(self) -> dict[str, str]:
-        """Every file of the pipeline folder (configs, tokenizer, weights) -> sha256, for run.json."""
-        return dict(self.hashes)
-
-    def identity(self, requests: list[Request]) -> dict[str, Any]:
-        """The folder's content digest: the run id follows the files, not the path."""
-        return content_identity(self.hashes, self.folder)
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medbench.errors import UserError
+from medbench.weights import sha256_of
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 RESAVE_HINT = ("re-save it as safetensors where loading the pickle is acceptable (trusted files only): "
@@ -107,14 +108,6 @@ def check_loading_info(info: dict[str, Any], where: Path) -> None:
                              f"medbench never runs a half-loaded model — use the class the checkpoint was saved from")
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def folder_sha256(folder: Path) -> dict[str, str]:
     """sha256 of every regular file under `folder` (configs, tokenizer, weights), hidden folders skipped."""
     out = {}
@@ -123,8 +116,25 @@ def folder_sha256(folder: Path) -> dict[str, str]:
         for name in sorted(files):
             path = Path(root) / name
             if path.is_file() and not name.startswith("."):
-                out[str(path)] = sha256_file(path)
+                out[str(path)] = sha256_of(path)
     return out
+
+
+class HashedFolder:
+    """For adapters of a model folder: its file hashes in run.json and a run id that follows the files.
+    Subclasses set ``self.folder`` and ``self.hashes`` (``folder_sha256(folder)``)."""
+
+    folder: Path
+    hashes: dict[str, str]
+
+    @property
+    def weights_sha256(self) -> dict[str, str]:
+        """Every file of the folder (configs, processor/tokenizer, weights) -> sha256, for run.json."""
+        return dict(self.hashes)
+
+    def identity(self, requests) -> dict[str, Any]:
+        """The folder's content digest: the run id follows the files, not the path."""
+        return content_identity(self.hashes, self.folder)
 
 
 def content_identity(hashes: dict[str, str], folder: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from medbench.errors import UserError
 from medbench.models.base import ModelContext
-from medbench.models.safe_load import (DTYPES, ModelLoadError, check_loading_info, config_sha256, content_identity,
+from medbench.models.safe_load import (DTYPES, HashedFolder, ModelLoadError, check_loading_info, config_sha256,
                                        custom_code, first_line, folder_sha256, given, model_folder, rank_device,
                                        read_json, refuse_remote_code, torch_dtype, weight_files)
 from medbench.options import Option, resolve
@@ -55,7 +55,7 @@ OPTIONS = (
 )
 
 
-class TransformersModel:
+class TransformersModel(HashedFolder):
     """A local AutoModelForImageTextToText folder answering image->report requests."""
 
     def __init__(self, ctx: ModelContext):
@@ -118,15 +118,6 @@ class TransformersModel:
         return self.processor.apply_chat_template(self.messages(domain), add_generation_prompt=True, tokenize=False)
 
     # ------------------------------------------------------------------ record
-
-    @property
-    def weights_sha256(self) -> dict[str, str]:
-        """Every file of the folder (config, processor, tokenizer, weights) -> sha256, for run.json."""
-        return dict(self.hashes)
-
-    def identity(self, requests: list[Request]) -> dict[str, Any]:
-        """The folder's content digest: the run id follows the files, not the path."""
-        return content_identity(self.hashes, self.folder)
 
     @property
     def settings(self) -> dict[str, Any]:
