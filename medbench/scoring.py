@@ -18,6 +18,7 @@ from tqdm import tqdm
 from medbench.home import medbench_home
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
 from medbench.registry import MetricSpec, registry
+from medbench.weights import WeightsError
 
 
 @dataclass
@@ -61,7 +62,7 @@ def build_families(specs: list[MetricSpec], ctx: MetricContext) -> tuple[list[Me
     for spec in specs:
         try:
             metrics.append(spec.factory(ctx))
-        except MetricUnavailable as e:
+        except (MetricUnavailable, WeightsError) as e:  # the family cannot run here: skipped, with why
             skipped.append({"what": f"metric:{spec.name}", "reason": str(e)})
     return metrics, skipped
 
@@ -77,7 +78,7 @@ def score(metrics: list[Metric], pairs: list[Scored], patient_ids: list[str], *,
                 metric.update(pairs[i:i + batch_size])
             stats = metric.stats()
             values = metric.compute(stats)
-        except MetricUnavailable as e:
+        except (MetricUnavailable, WeightsError) as e:  # the family cannot run here: skipped, with why
             skipped.append({"what": f"metric:{metric.name}", "reason": str(e)})
             metric.close()
             continue

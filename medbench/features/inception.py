@@ -13,6 +13,7 @@ to 299x299 inside the network by its TF1-compatible bilinear, then (x - 128) / 1
 """
 from __future__ import annotations
 
+import pickle
 import threading
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from PIL import Image
 
 from medbench.features.base import FeatureExtractor, sha256_file, to_rgb
+from medbench.weights import WeightsError
 
 URL_BASENAME = "weights-inception-2015-12-05-6726825d.pth"  # torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3
 SHA256_PREFIX = "6726825d"
@@ -92,7 +94,11 @@ class InceptionV3Compat(FeatureExtractor):
     def net(self):
         if self._net is None:
             _ = self.weights_sha256  # verify before loading
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # a pickle with code, or not a torch file
+                raise WeightsError(f"{self.path}: refused by torch.load(weights_only=True) ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); "
+                                   f"place torch-fidelity's plain Inception state dict there") from None
             if not isinstance(state, dict) or "fc.weight" not in state:
                 raise ValueError(f"{self.path}: not an Inception-v3 state dict in torch-fidelity's format (no 'fc.weight')")
             self._net = _network(state).eval()
