@@ -134,7 +134,8 @@ def paired_family(a_dir: Path, b_dir: Path, family: str, loader: Callable, *, n_
         b = {k: v[rows_b] for k, v in sb.items()}
         cap = getattr(ma, "max_bootstrap", None)  # costly families (image.fidelity) cap resamples as in scoring
         n_perm, n_boot = (min(n_perm, cap), min(n_boot, cap)) if cap else (n_perm, n_boot)
-        results = paired_compare(ma.compute, a, b, [patients_a[k] for k in rows_a], n_perm=n_perm, n_boot=n_boot, seed=seed)
+        results = paired_compare(ma.compute, a, b, [patients_a[k] for k in rows_a], n_perm=n_perm, n_boot=n_boot, seed=seed,
+                                 weighted_compute=getattr(ma, "weighted_compute", None))
     finally:
         ma.close()
         mb.close()
