@@ -181,6 +181,7 @@ class Memorization(WeightedBootstrap, Metric):
             if not with_image:
                 raise MetricUnavailable(f"{FAMILY}: the train split has no images to search")
             self._train_ids = [s.id for s in with_image]
+            self._train_paths = [str(s.image_path) for s in with_image]
             self._train_features = self._features([s.image_path for s in with_image])
         if "report" in self.parts:
             self._reports = ReportIndex([s.report for s in self.train if s.report], self.ngram)
@@ -209,6 +210,7 @@ class Memorization(WeightedBootstrap, Metric):
             for s, row_i, row_d in zip(batch, idx, dist):
                 ok = row_i >= 0
                 self._neighbours.append({"id": s.sample.id, "train_ids": [self._train_ids[i] for i in row_i[ok]],
+                                         "train_image_paths": [self._train_paths[i] for i in row_i[ok]],
                                          "distances": [float(d) for d in row_d[ok]]})
         if "report" in self.parts:
             gc, gg = self._reports.flags([s.output.report for s in batch])
