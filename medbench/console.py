@@ -84,6 +84,9 @@ def summary_lines(record: dict[str, Any], key_metrics: Iterable[str] = (), train
     bad = len(skipped) - len(families)
     if bad:
         lines.append(f"{'  skipped':<10} {bad} bad sample(s) left out (--on-bad-sample skip); listed in run.json skipped[]")
+    for w in record.get("warnings") or []:
+        text = w.get("message", "") if isinstance(w, dict) else str(w)
+        lines.append(f"{'  warning':<10} {text}")
     groups: dict[str, list[str]] = {}
     for name in names:
         groups.setdefault(family_of(name, metrics[name]), []).append(name)
@@ -100,7 +103,8 @@ def summary_json(record: dict[str, Any], run_dir: Any, key_metrics: Iterable[str
             "dataset": record.get("dataset"), "n": record.get("n"), "seed": record.get("seed"),
             "protocol": record.get("protocol"),
             "primary_metric": {"name": primary, **(metrics.get(primary) or {"value": None})} if primary else None,
-            "key_metrics": expand(key_metrics, list(metrics)), "metrics": metrics, "skipped": record.get("skipped") or []}
+            "key_metrics": expand(key_metrics, list(metrics)), "metrics": metrics, "skipped": record.get("skipped") or [],
+            "warnings": record.get("warnings") or []}
 
 
 def primary_missing(record: dict[str, Any]) -> str | None:

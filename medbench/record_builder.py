@@ -82,6 +82,7 @@ def build_record(cfg, run_id: str, dataset, samples, results, skipped, provenanc
                          "message": f"{summary['samples']} of {len(samples)} outputs were converted before scoring ({counts}); "
                                     f"see conversions in samples.jsonl"})
     warnings += dataset_warnings(headers, native)
+    warnings += [{"family": None, "metric": None, "message": note} for note in getattr(dataset, "notes", [])]
     provenance = {**provenance, "weights_sha256": weights}
     record: RunRecord = {
         "schema_version": SCHEMA_VERSION, "status": "complete", "run_id": run_id, "name": getattr(cfg, "name", None), "task": cfg.task.name, "model": cfg.model,

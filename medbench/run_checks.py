@@ -208,3 +208,23 @@ def train_split(cfg: Any, dataset: Any) -> list:
         raise UserError(f"--train-dataset {spec}: it has no train split either (splits: "
                         f"{', '.join(sorted({s.split for s in other.samples})) or 'none'})")
     return train
+
+
+def check_label_keys(dataset: Any) -> None:
+    """Label keys outside the observation space of the domain's labeler are refused (a misspelled
+    'Edemma' would otherwise be silently unused and its label-fidelity scores reported as real numbers)."""
+    from medbench.labelers.plugin import labeler_spec_for
+
+    try:
+        known = set(labeler_spec_for(dataset.domain).factory().observations)
+    except (KeyError, AttributeError):
+        return  # no labeler for this domain (or a mixed dataset): the families that need one say so
+    unknown: dict[str, list[str]] = {}
+    for s in dataset.samples:
+        for key in (s.labels or {}):
+            if key not in known:
+                unknown.setdefault(key, []).append(s.id)
+    if unknown:
+        shown = "; ".join(f"{k!r} (samples {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})" for k, ids in unknown.items())
+        raise UserError(f"dataset {dataset.name!r} ({dataset.source}): label keys outside the {dataset.domain} labeler's "
+                        f"observations: {shown}; known: {', '.join(sorted(known))}")

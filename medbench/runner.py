@@ -262,7 +262,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     spec leaves no folder). Once the folder exists, status.json says running / complete / failed.
     """
     from medbench.data.resolve import load_dataset
-    from medbench.run_checks import check_run, check_sample_count, train_split
+    from medbench.run_checks import check_label_keys, check_run, check_sample_count, train_split
 
     check_run(cfg)  # flags, specs and options checked and typed once, before any work (medbench.run_checks)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -270,15 +270,16 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.dataset_options, on_bad_sample=cfg.on_bad_sample, domain=cfg.domain)
+    check_label_keys(dataset)
     pool = dataset.split(cfg.task.split)
     samples = select_samples(pool, cfg.n)
+    if not samples:
+        raise UserError(f"dataset {cfg.dataset!r} has no complete image-report pairs in split {cfg.task.split!r}")
     available = len(select_samples(pool, None))
     capped = cfg.n is not None and cfg.n > available and cfg.n == _task_default_n(cfg)
     if not capped:  # an --n the user chose above what the dataset has is refused; the task's default is capped
         check_sample_count(cfg.n, available, cfg.dataset, cfg.task.split)
     train = train_split(cfg, dataset)
-    if not samples:
-        raise UserError(f"dataset {cfg.dataset!r} has no complete image-report pairs in split {cfg.task.split!r}")
     headers = [image_header(s.image_path) for s in samples]
     native = native_size(headers)
     seconds["load"] = time.perf_counter() - t0

@@ -18,6 +18,7 @@ class Dataset:
     # what was done to the files on the way in (report sections, DICOM conversion), for run.json;
     # a dataset holding .dcm images gets the DICOM pipeline recorded under "image" automatically
     preprocessing: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a user should know about how it loaded (run.json warnings)
 
     def __post_init__(self):
         if "image" not in self.preprocessing and any(
@@ -36,6 +37,25 @@ class Dataset:
             row = [s.id, s.split, s.patient_id, s.domain, s.report, str(s.image_path) if s.image_path else None, s.labels]
             h.update(json.dumps(row, sort_keys=True).encode())
         return h.hexdigest()
+
+
+def dataset_domain(samples: list[Sample], fallback: str, where: str) -> tuple[str, list[str]]:
+    """The domain of a file dataset and, when its samples disagree ("mixed"), a note saying which
+    samples made it so: the families that need one domain (clinical, label fidelity, pair consistency)
+    cannot run on a mixed dataset, and the user should see why."""
+    from collections import Counter
+
+    counts = Counter(s.domain for s in samples)
+    if not counts:
+        return fallback, []
+    if len(counts) == 1:
+        return next(iter(counts)), []
+    main = counts.most_common(1)[0][0]
+    strays = [s.id for s in samples if s.domain != main]
+    shown = ", ".join(f"{d!r} ({n})" for d, n in counts.most_common())
+    return "mixed", [f"{where}: the samples disagree on their domain ({shown}), so the dataset is 'mixed' and the "
+                     f"families that need one domain are skipped; the samples not {main!r}: "
+                     f"{', '.join(strays[:10])}{' ...' if len(strays) > 10 else ''} (fix their \"domain\" or drop it)"]
 
 
 @dataclass(frozen=True)

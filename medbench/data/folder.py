@@ -28,7 +28,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from medbench.data.base import BadSample, Dataset
+from medbench.data.base import BadSample, Dataset, dataset_domain
 from medbench.data.validate import (IMAGE_SUFFIXES, MAX_LINE_BYTES, MAX_REPORT_CHARS, DatasetError, bounded_lines,
                                     normalize_labels, read_report)
 from medbench.records import Sample
@@ -80,9 +80,9 @@ def load_folder(root: Path, *, name: str, domain: str | None = None,
     if not samples and not bad:
         raise DatasetError(f"{root}: no samples found (expected ROOT/train, ROOT/val, ROOT/test or a flat folder "
                            f"of <id>.png|.jpg|.jpeg with <id>.txt)")
-    domains = {s.domain for s in samples}
-    dataset_domain = domains.pop() if len(domains) == 1 else ("mixed" if domains else domain or DEFAULT_DOMAIN)
-    return Dataset(name=name, domain=dataset_domain, samples=samples, source=f"folder:{root.resolve()}", bad=bad)
+    domain_of_set, notes = dataset_domain(samples, domain or DEFAULT_DOMAIN, f"{root}/*/labels.jsonl")
+    return Dataset(name=name, domain=domain_of_set, samples=samples, source=f"folder:{root.resolve()}", bad=bad,
+                   notes=notes)
 
 
 def _scan(folder: Path) -> dict[str, tuple[list[Path], Path | None]]:

@@ -27,7 +27,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from medbench.data.base import BadSample, Dataset
+from medbench.data.base import BadSample, Dataset, dataset_domain
 from medbench.data.folder import DEFAULT_DOMAIN, SPLITS, field_types_problem, patient_of
 from medbench.data.validate import (MAX_LINE_BYTES, MAX_REPORT_CHARS, DatasetError, bounded_lines, file_problem,
                                     normalize_labels, read_report, report_problem)
@@ -74,10 +74,9 @@ def load_manifest(path: Path, *, name: str | None = None, domain: str | None = N
             bad.append(BadSample(sample.id, where, f"duplicate id {sample.id!r}: also at {others}"))
         else:
             samples.append(sample)
-    domains = {s.domain for s in samples}
-    dataset_domain = domains.pop() if len(domains) == 1 else ("mixed" if domains else domain or DEFAULT_DOMAIN)
-    return Dataset(name=name or path.stem, domain=dataset_domain, samples=samples,
-                   source=f"manifest:{path.resolve()}", bad=bad)
+    domain_of_set, notes = dataset_domain(samples, domain or DEFAULT_DOMAIN, str(path))
+    return Dataset(name=name or path.stem, domain=domain_of_set, samples=samples,
+                   source=f"manifest:{path.resolve()}", bad=bad, notes=notes)
 
 
 def _jsonl_rows(path: Path):

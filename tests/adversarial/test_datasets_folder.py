@@ -2,8 +2,8 @@
 problem, or accepted as documented (with a warning where the numbers depend on it). Runs write
 nothing outside --out, whatever the sample ids hold.
 
-Left to the families' and tasks' own tests: F27 (label keys outside the labeler's observations),
-F33/F34 (a dataset that turns "mixed"), F46 (a flat folder has no train split)."""
+F27, F33/F34 and F46 are in test_datasets_labels.py (label keys outside the labeler's observations,
+a dataset that turns "mixed", a flat folder with no train split)."""
 from __future__ import annotations
 
 import json
