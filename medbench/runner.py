@@ -36,6 +36,7 @@ from medbench.home import medbench_home
 from medbench.metrics.base import MetricContext, Scored
 from medbench.models.base import ModelContext
 from medbench.outputs import OutputError, OutputsFolder, check_output, outputs_digest
+from medbench.progress import note
 from medbench.records import Request, Sample
 from medbench.registry import registry
 from medbench.run_status import RunStatus
@@ -285,6 +286,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
     seconds["load"] = time.perf_counter() - t0
 
     size = native[0] or (int(cfg.dataset_options.get("size", 64)),) * 2
+    note(f"loading model {cfg.model} ...")
     model = build_model(cfg, dataset, samples, image_size=max(size), train=train)
     cfg.model_content = model_content(cfg, model, samples)
     rid = run_id(cfg)

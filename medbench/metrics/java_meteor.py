@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medbench.progress import note
+
 # Meteor 1.5, language "en", default task "rank": alpha, beta, gamma, delta and the module weights
 # (exact, stem, synonym, paraphrase) -- checked against the jar's own segment scores in the tests.
 ALPHA, BETA, GAMMA, DELTA = 0.85, 0.20, 0.60, 0.75
@@ -78,6 +80,7 @@ class MeteorJVM:
         xmx = "-Xmx2G" if heap == 2048 else f"-Xmx{heap}M"
         self.command = ["java", "-jar", xmx, "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
         self._stderr = tempfile.TemporaryFile()
+        note("starting the METEOR 1.5 JVM (pycocoevalcap) ...")
         self.process = subprocess.Popen(self.command, cwd=meteor_dir(), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self._stderr)
         self._lock = threading.Lock()
