@@ -90,3 +90,16 @@ def test_weights_command_lists_and_checks(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"present under {tmp_path}" in out
     assert not any(tmp_path.iterdir())
+
+
+def test_hub_access_is_off_whatever_the_environment_says():
+    """`import medbench` forces the hub clients offline even when the caller's environment allows them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "DIFFUSERS_OFFLINE": "0"}
+    code = ("import os, medbench, huggingface_hub.constants as c; "
+            "print(os.environ['HF_HUB_OFFLINE'], os.environ['TRANSFORMERS_OFFLINE'], os.environ['DIFFUSERS_OFFLINE'], c.HF_HUB_OFFLINE)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "1", "1", "True"]

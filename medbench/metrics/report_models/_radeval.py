@@ -113,7 +113,7 @@ def strict_from_pretrained(auto_class, folder: Path, *, head_prefixes: tuple[str
     modules the metric never uses, e.g. a pooler absent from MLM checkpoints) and unexpected keys
     (other than the pretraining heads named in ``head_prefixes``)."""
     with quiet_transformers():  # the load report is checked below, not printed
-        model, info = auto_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
+        model, info = auto_class.from_pretrained(str(folder), output_loading_info=True, local_files_only=True, **kwargs)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(not_stored)]
     unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith(head_prefixes)]
     mismatched = list(info.get("mismatched_keys", []))

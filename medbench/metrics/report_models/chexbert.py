@@ -51,16 +51,16 @@ def load_labeler(folder, device: str = "cpu", batch_size: int = 64):
     except (KeyError, TypeError) as e:
         raise MetricUnavailable(f"{folder / 'chexbert.pth'}: not a CheXbert checkpoint (no model_state_dict: {e})") from None
     state = {k.replace("module.", ""): v for k, v in raw.items()}
+    config = BertConfig.from_pretrained(str(bert_dir), local_files_only=True)
     try:  # load_state_dict(strict=True) inside: missing or unexpected keys raise
-        model = base.BaseBertLabeler(device=device, backbone=BertModel(BertConfig.from_pretrained(str(bert_dir))),
-                                     num_4way_heads=13, state_dict=state).eval()
+        model = base.BaseBertLabeler(device=device, backbone=BertModel(config), num_4way_heads=13, state_dict=state).eval()
     except RuntimeError as e:
         raise MetricUnavailable(f"{folder / 'chexbert.pth'}: does not match the CheXbert architecture "
                                 f"({str(e).splitlines()[0]}); refusing a half-loaded model") from None
     evaluator = f1c.F1CheXbert.__new__(f1c.F1CheXbert)
     nn.Module.__init__(evaluator)
-    evaluator._init_evaluator(model=model, tokenizer=BertTokenizer.from_pretrained(str(bert_dir)), device=device,
-                              batch_size=batch_size)
+    tokenizer = BertTokenizer.from_pretrained(str(bert_dir), local_files_only=True)
+    evaluator._init_evaluator(model=model, tokenizer=tokenizer, device=device, batch_size=batch_size)
     return evaluator
 
 
