@@ -13,6 +13,7 @@ from medbench.features import cached_features, cached_outputs, get_extractor
 from medbench.features.cache import FeatureCache, image_key
 from medbench.features.phantom_encoder import (BUNDLED_WEIGHTS, PhantomEncoder, PhantomEncoderConfig, PhantomEncoderNet,
                                                load_phantom_encoder, save_weights)
+from medbench.weights import WeightsError
 
 torch.set_num_threads(1)
 LABELS = {"cxr": ["Cardiomegaly", "Pleural Effusion"], "path": ["Necrosis"]}
@@ -269,6 +270,18 @@ def test_hf_encoder_refuses_pickle_only_folders(tiny_dinov2):
     (tiny_dinov2 / "model.safetensors").rename(tiny_dinov2 / "pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match="no \\*.safetensors weights"):
         get_extractor(f"hf:{tiny_dinov2}")
+
+
+def test_hf_encoder_refuses_a_half_loaded_model(tiny_dinov2):
+    from safetensors.torch import load_file, save_file
+
+    weights = tiny_dinov2 / "model.safetensors"
+    state = load_file(str(weights))
+    state.pop(next(k for k in state if k.startswith("encoder.layer.1.")))
+    save_file(state, str(weights), metadata={"format": "pt"})
+    ex = get_extractor(f"hf:{tiny_dinov2}")
+    with pytest.raises(WeightsError, match="missing_keys.*half-loaded"):
+        ex.features(images(2, size=40))
 
 
 def test_builtin_extractors_are_registered():

@@ -19,10 +19,25 @@ import torch
 from PIL import Image
 
 from medbench.features.base import FeatureExtractor, sha256_file, to_rgb
+from medbench.weights import WeightsError
 
 HASHED = ("config.json", "preprocessor_config.json")
 PROCESSOR_KEYS = ("image_processor_type", "size", "crop_size", "do_resize", "resample", "do_center_crop",
                   "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "do_convert_rgb")
+
+
+def load_strict(folder) -> "torch.nn.Module":
+    """AutoModel from a local folder (safetensors only); any missing, unexpected or mismatched
+    state-dict key raises WeightsError (a user error: the family is skipped naming the folder); an encoder is
+    never used half-loaded."""
+    from transformers import AutoModel
+
+    model, info = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, output_loading_info=True)
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise WeightsError(f"{folder}: the safetensors weights do not match its config.json ({bad}); "
+                         f"refusing a half-loaded model (save the encoder itself, e.g. AutoModel.save_pretrained)")
+    return model.eval()
 
 
 class HFEncoder(FeatureExtractor):
@@ -63,10 +78,10 @@ class HFEncoder(FeatureExtractor):
 
     def _load(self):
         if self._model is None:
-            from transformers import AutoImageProcessor, AutoModel
+            from transformers import AutoImageProcessor
 
             self._processor = AutoImageProcessor.from_pretrained(self.folder, local_files_only=True, backend="pil")
-            self._model = AutoModel.from_pretrained(self.folder, local_files_only=True, use_safetensors=True).eval()
+            self._model = load_strict(self.folder)
         return self._model, self._processor
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:

@@ -25,22 +25,17 @@ from PIL import Image
 
 from medbench.features.base import FeatureExtractor, to_rgb
 from medbench.features.field_weights import RAD_DINO, combined_sha256, find
-from medbench.features.hf_encoder import PROCESSOR_KEYS
+from medbench.features.hf_encoder import PROCESSOR_KEYS, load_strict
 
 POOLS = {"cls": "rad-dino", "mean": "rad-dino-mean"}
 
 
 def load_dinov2(folder) -> "torch.nn.Module":
     """Dinov2Model from a local folder; any missing/unexpected/mismatched key raises ValueError."""
-    from transformers import AutoModel
-
-    model, info = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, output_loading_info=True)
-    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-    if bad:
-        raise ValueError(f"{folder}/model.safetensors does not match its config.json ({bad}); refusing a half-loaded model")
+    model = load_strict(folder)
     if type(model).__name__ != "Dinov2Model":
         raise ValueError(f"{folder}/config.json describes {type(model).__name__}, not a Dinov2Model (RAD-DINO)")
-    return model.eval()
+    return model
 
 
 class RadDino(FeatureExtractor):
