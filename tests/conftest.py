@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated MEDBENCH_HOME and a tiny real folder dataset."""
 import json
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,13 @@ def write_tiny_folder(root: Path, n_train: int = 12, n_test: int = 10, seed: int
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     return write_tiny_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Refuse every socket connection: a test using it proves the code under test never reaches the network."""
+    def refuse(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

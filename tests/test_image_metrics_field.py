@@ -3,7 +3,6 @@
 BiomedCLIP alignment with its brackets, MS-SSIM diversity (torchmetrics called directly), privacy
 (nearest-training distances, CheXGenBench's latent distance and re-ID score). No network."""
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,8 @@ LABELS = ("Cardiomegaly", "Pleural Effusion", "Pneumothorax")
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+def _offline(no_network):
+    """Every test here runs with sockets refused (the no_network fixture of tests/conftest.py)."""
 
 
 @pytest.fixture(autouse=True)

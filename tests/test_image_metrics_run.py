@@ -3,7 +3,6 @@ named; with the tiny real-architecture weights (pinned) every family scores and 
 `medbench compare` / its gate work on the families' stored per-sample statistics. Each test runs a whole t2i
 run (~30 s on one core): marked slow."""
 import json
-import socket
 
 import pytest
 
@@ -28,12 +27,8 @@ def weights(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+def _offline(no_network):
+    """Every test here runs with sockets refused (the no_network fixture of tests/conftest.py)."""
 
 
 def run_t2i(tiny_folder, out, weights, *extra):
