@@ -82,6 +82,7 @@ class MedimModel(MedimAdapter):
         from reference_model.backbone import MeDiMBackbone
         from reference_model.config import load_config
         from reference_model.data import LAYOUTS
+        from reference_model.autoregressive import ARSampler
         from reference_model.sampler import MaskGITSampler
         from reference_model.text_tokenizer import TextTokenizer
         from reference_model.vq import load_image_tokenizer
@@ -105,7 +106,8 @@ class MedimModel(MedimAdapter):
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
         self.backbone.to(self.device).eval()
         self.tokens = self.backbone.tokens
-        self.sampler = MaskGITSampler(self.backbone, self.cfg, self.tokens)
+        sampler_cls = ARSampler if self.cfg.objective == "ar" else MaskGITSampler
+        self.sampler = sampler_cls(self.backbone, self.cfg, self.tokens)
         self.prompted = "prompted" in self.cfg.data.get("layouts", LAYOUTS)
         self.options = self._parse_options(options or {})
         self.image_size = image_size

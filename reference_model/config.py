@@ -28,6 +28,8 @@ _CHOICES = {
     "attn_implementation": ("sdpa", "eager"),
     "embedding_init": ("slice", "mean", "remap"),
     "image_embedding_init": ("random", "vq"),
+    "objective": ("mdlm", "ar"),
+    "loss_weighting": ("elbo", "flat"),
 }
 
 
@@ -70,8 +72,10 @@ class MeDiMConfig:
     compact_cond: bool = False               # size string left-padded, pads hidden and skipped in positions:
     #                                          exactly the official variable-length cond (reference_model/official.py)
     size_cond_sizes: dict = field(default_factory=dict)  # domain -> [W, H] for the size string without an image
-    # --- diffusion objective ---
+    # --- objective ---
+    objective: str = "mdlm"                  # ar = the autoregressive control (reference_model/autoregressive.py)
     noise_eps: float = 1e-3
+    loss_weighting: str = "elbo"             # elbo = MDLM's 1/t; flat = the mean over masked targets (MaskGIT)
     antithetic: bool = True
     supervise_pad: bool = True               # learn where a report ends (the reference never does)
     pad_loss_weight: float = 1.0

@@ -116,14 +116,18 @@ class MaskedDiffusion:
 
     # --- loss -----------------------------------------------------------------------------------
     def loss(self, model, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor]):
-        """Per-sample  sum_i w(t) * nll_i * weight_i / sum_i weight_i,  averaged over the samples."""
+        """Per-sample  sum_i w(t) * nll_i * weight_i / sum_i weight_i  (elbo, w = 1/t) or
+        sum_i nll_i * weight_i / sum_{i masked} weight_i  (flat), averaged over the samples."""
         x0 = batch["state"]
         xt, weight, case = self.corrupt(x0, batch["text_mask"], batch["prompt_len"], noise)
         t = noise["t"].to(x0.device)
         logits = model(xt, self.noise.sigma(t), batch["cond"])
         logp = subs_log_probs(logits, xt, self.tokens)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)  # 0 where carried over
-        per_sample = (nll * weight).sum(1) * self.noise.loss_weight(t) / weight.sum(1).clamp_min(1e-8)
         masked = xt == self.tokens.mask_id
+        if self.cfg.loss_weighting == "elbo":
+            per_sample = (nll * weight).sum(1) * self.noise.loss_weight(t) / weight.sum(1).clamp_min(1e-8)
+        else:  # flat: every masked target counts once, whatever t (no 1/t spikes at small t)
+            per_sample = (nll * weight).sum(1) / (weight * masked).sum(1).clamp_min(1e-8)
         stats = {"nll_masked": (nll * masked).sum() / masked.sum().clamp_min(1)}
         return per_sample.mean(), stats

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from reference_model.backbone import MeDiMBackbone
 from reference_model.checkpoint import load_checkpoint, save_checkpoint
 from reference_model.config import MeDiMConfig, load_config
+from reference_model.autoregressive import NextToken
 from reference_model.diffusion import MaskedDiffusion
 from reference_model.tokens import TokenSpace
 
@@ -212,7 +213,7 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
         model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
     n_params = model.num_params()
     matrix_names = {n for n, p in model.named_parameters() if p.dim() >= 2}
-    diffusion = MaskedDiffusion(cfg, tokens)
+    diffusion = MaskedDiffusion(cfg, tokens) if cfg.objective == "mdlm" else NextToken(cfg, tokens)
     if cfg.compile:  # per decoder layer, in place: state-dict keys unchanged, composes with FSDP/DDP
         for layer in core_layers(model):
             layer.compile()
