@@ -9,8 +9,11 @@ for a report without any sentence, which the package itself would misalign)::
 
     nlg.ratescore    mean per-report RaTEScore, higher is better
 
-radeval's RaTEScore imports medspacy -> spacy -> thinc at import time; where that stack does not
-import (see docs/report-metrics.md), the family is skipped with the import error.
+radeval's RaTEScore imports medspacy -> spacy -> thinc at import time (medspacy's PyRuSH sentence
+splitter cuts the reports). On Python < 3.12 medspacy 1.3.1 pins spacy < 3.8, whose wheels are built
+for numpy 1; scripts/setup.sh therefore installs spacy 3.8.18 / thinc 8.3.14 (numpy 2 builds) over that
+pin (docs/decisions.md, issue 15). Where the stack still does not import, the family is skipped with
+the import error.
 """
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ def import_ratescore():
         raise
     except Exception as e:  # thinc/spacy binary mismatches raise ValueError at import
         raise MetricUnavailable(f"nlg.ratescore: radeval's RaTEScore cannot be imported here "
-                                f"({type(e).__name__}: {str(e).splitlines()[0]}); it needs medspacy/spacy/thinc built "
-                                "for the installed numpy (see docs/report-metrics.md)") from None
+                                f"({type(e).__name__}: {str(e).splitlines()[0]}); it needs a spacy/thinc built for the "
+                                "installed numpy: with numpy 2, pip install 'spacy==3.8.18' 'thinc==8.3.14' "
+                                "(what scripts/setup.sh does)") from None
 
 
 def load_ratescore(folder, device: str = "cpu", batch_size: int = 1):
