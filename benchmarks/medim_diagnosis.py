@@ -15,6 +15,7 @@ Prints a Markdown table of the key numbers with 95 % CIs.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import shutil
 import subprocess
@@ -75,6 +76,19 @@ def reconstructions(vq_dir: Path, task: str, dataset: Path, n: int, out: Path) -
     return answers
 
 
+def export(run_dir: Path, ckpt: Path) -> Path:
+    """The run's evaluable checkpoint, exported again only when the run's weights changed."""
+    weights = "model.safetensors"
+    if (ckpt / weights).is_file() and filecmp.cmp(run_dir / "checkpoint" / weights, ckpt / weights, shallow=False):
+        return ckpt
+    shutil.rmtree(ckpt, ignore_errors=True)
+    proc = subprocess.run([sys.executable, "-m", "reference_model.export", str(run_dir), str(ckpt)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"exporting {run_dir} failed:\n{proc.stderr[-2000:]}")
+    return ckpt
+
+
 def fmt(m: dict | None) -> str:
     if not m or m.get("value") is None:
         return "—"
@@ -101,9 +115,7 @@ def main(argv: list[str] | None = None) -> None:
                for task in a.tasks if task != "i2t"}
         rows.append((f"VQ reconstructions ({a.tokenizer_ceiling})", got))
     for run_dir in a.runs:
-        ckpt = a.out / "checkpoints" / run_dir.name
-        subprocess.run([sys.executable, "-m", "reference_model.export", str(run_dir), str(ckpt)], check=True,
-                       capture_output=True)
+        ckpt = export(run_dir, a.out / "checkpoints" / run_dir.name)
         opts = [x for o in a.model_opt for x in ("--model-opt", o)]
         got = {task: medbench_run(["--task", task, "--model", "medim", "--model-path", str(ckpt), *opts, *common])
                for task in a.tasks}

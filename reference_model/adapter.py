@@ -59,7 +59,7 @@ class MedimAdapter:
         return {"steps": o.get("steps"), "schedule": o.get("schedule"), "temperature": o.get("temperature"),
                 "r_temp": o.get("r_temp"), "cfg_scale": o.get("cfg"), "path": o.get("path"), "time": o.get("time"),
                 "remask_rounds": o.get("remask_rounds"), "remask_frac": o.get("remask_frac"),
-                "pad_bias": o.get("pad_bias")}
+                "pad_bias": o.get("pad_bias"), "order": o.get("order")}
 
     @torch.no_grad()
     def _generate_batch(self, requests: list[Request]) -> list[Output]:

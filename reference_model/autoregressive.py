@@ -92,7 +92,7 @@ class ARSampler:
     def generate(self, x0: torch.Tensor, known: torch.Tensor, cond: torch.Tensor, seeds: list[int],
                  temperature: float | None = None, pad_bias: float | None = None, progress: bool = False,
                  **unused) -> torch.Tensor:
-        set_knobs = sorted(k for k, v in unused.items() if v is not None)
+        set_knobs = sorted(k for k, v in unused.items() if v is not None and (k, v) != ("order", "left_to_right"))
         if set_knobs:
             raise ValueError(f"the autoregressive sampler has no {', '.join(set_knobs)} (it takes temperature and "
                              f"pad_bias)")

@@ -24,6 +24,7 @@ _CHOICES = {
     "reveal_schedule": ("arccos", "cosine", "linear"),
     "sampler_path": ("normalized", "reference"),
     "sampler_time": ("nominal", "mask_ratio"),
+    "sampler_order": ("confidence", "left_to_right"),
     "lr_schedule": ("cosine", "cosine_restarts", "constant"),
     "attn_implementation": ("sdpa", "eager"),
     "embedding_init": ("slice", "mean", "remap"),
@@ -94,6 +95,7 @@ class MeDiMConfig:
     remask_rounds: int = 0                   # correction rounds after MaskGIT: re-mask the least confident tokens
     remask_frac: float = 0.1                 # fraction of the generated positions re-masked per round
     pad_bias: float = 0.0                    # added to the text pad logit when sampling (< 0: longer reports)
+    sampler_order: str = "confidence"        # which masked positions a step reveals: confidence or left_to_right
     # --- training ---
     seed: int = 0
     max_steps: int = 1000

@@ -37,6 +37,7 @@ OPTIONS = (
     Option("remask_rounds", int, None, "ReMDM-style remask rounds after sampling", low=0, high=1000),
     Option("remask_frac", float, None, "share of tokens remasked per round", low=0, high=1, check=_positive),
     Option("pad_bias", float, None, "logit bias on the pad token (a length penalty when negative)", low=-100, high=100),
+    Option("order", str, None, "which masked positions each step reveals", choices=("confidence", "left_to_right")),
     Option("batch_size", int, 32, "sampler batch size", low=1, high=4096),
 )
 OFFICIAL_OPTIONS = (  # the official release only

@@ -8,7 +8,7 @@ Each row draws its randomness from its own torch.Generator(seed), and its schedu
 number of unknown positions, so a request's result does not depend on the batch it came in.
 
 Knobs (defaults from the config): steps and reveal schedule, temperature, r_temp (Gumbel noise on the
-confidence, scaled by t), cfg_scale (w = cfg * (1 - t)), path and time (the reference's quirks), pad_bias (added
+confidence, scaled by t; order="left_to_right" reveals the leftmost masked positions instead), cfg_scale (w = cfg * (1 - t)), path and time (the reference's quirks), pad_bias (added
 to the text pad logit: a length penalty) and remask_rounds / remask_frac (after the MaskGIT pass, re-mask the least
 confident fraction of the generated tokens and reveal them again, ReMDM style). docs/decisions.md has the numbers.
 """
@@ -80,7 +80,7 @@ class MaskGITSampler:
                  steps: int | None = None, schedule: str | None = None, temperature: float | None = None,
                  r_temp: float | None = None, cfg_scale: float | None = None, path: str | None = None,
                  time: str | None = None, remask_rounds: int | None = None, remask_frac: float | None = None,
-                 pad_bias: float | None = None, progress: bool = False) -> torch.Tensor:
+                 pad_bias: float | None = None, order: str | None = None, progress: bool = False) -> torch.Tensor:
         c, tok = self.cfg, self.tokens
         steps = steps or c.sample_steps
         schedule, path, time = schedule or c.reveal_schedule, path or c.sampler_path, time or c.sampler_time
@@ -93,7 +93,9 @@ class MaskGITSampler:
         knobs = {"temperature": c.temperature if temperature is None else temperature,
                  "r_temp": c.r_temp if r_temp is None else r_temp,
                  "cfg_scale": c.cfg_scale if cfg_scale is None else cfg_scale, "path": path, "time": time,
-                 "pad_bias": c.pad_bias if pad_bias is None else pad_bias}
+                 "pad_bias": c.pad_bias if pad_bias is None else pad_bias, "order": order or c.sampler_order}
+        if knobs["order"] not in ("confidence", "left_to_right"):
+            raise ValueError(f"unknown reveal order {knobs['order']!r}; choose confidence or left_to_right")
         dev = next(self.model.parameters()).device
         b = x0.shape[0]
         if len(seeds) != b:
@@ -116,7 +118,7 @@ class MaskGITSampler:
         return torch.where(known, x0, x)
 
     def _reveal(self, x, conf, known, x0, cond, gens, counts, n_unknown,
-                temperature, r_temp, cfg_scale, path, time, pad_bias):
+                temperature, r_temp, cfg_scale, path, time, pad_bias, order):
         """MaskGIT steps: at step i, row r reveals counts[r][i] of its masked positions (highest confidence
         after Gumbel noise scaled by r_temp * t); then the final noise-removal step for any leftovers."""
         tok, b, dev = self.tokens, x.shape[0], x.device
@@ -155,7 +157,11 @@ class MaskGITSampler:
             sampled = (logp / max(temperature, 1e-6) + noise_tok).argmax(-1)
             tok_logp = logp.gather(-1, sampled[..., None]).squeeze(-1)
             still = x == tok.mask_id
-            score = (tok_logp + r_temp * t[:, None] * noise_conf).masked_fill(~still, -math.inf)
+            if order == "left_to_right":  # the leftmost masked positions first (text before image): any-order AR
+                score = -torch.arange(x.shape[1], device=dev, dtype=torch.float)[None].expand(b, -1)
+            else:
+                score = tok_logp + r_temp * t[:, None] * noise_conf
+            score = score.masked_fill(~still, -math.inf)
             k = torch.tensor([cs[i] if i < len(cs) else 0 for cs in counts], device=dev)
             k = torch.minimum(k, still.sum(1))
             rank = score.argsort(dim=1, descending=True).argsort(dim=1)

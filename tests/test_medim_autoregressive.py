@@ -109,3 +109,24 @@ def test_flat_weighting_is_the_mean_over_masked_targets():
     scored = (xt == diff.tokens.mask_id) & (weight > 0)
     expected = torch.stack([nll[r][scored[r]].mean() for r in range(4)]).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def test_left_to_right_order_reveals_the_leftmost_masked_positions():
+    from reference_model.sampler import MaskGITSampler
+
+    torch.manual_seed(0)
+    cfg = MeDiMConfig(hidden_size=48, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=96,
+                      text_vocab_size=30, image_codebook_size=16, image_grid=(3, 3), text_len=8, cfg_scale=0.0)
+    model = MeDiMBackbone(cfg).eval()
+    tok = model.tokens
+    seen = []
+    forward = model.forward
+    model.forward = lambda state, sigma, cond: (seen.append(state.clone()), forward(state, sigma, cond))[1]
+    x0 = collate(list(SyntheticPairs(cfg, n=1)), tok)["state"]
+    known = task_known_mask("i2t", tok, 1)
+    MaskGITSampler(model, cfg, tok).generate(x0, known, tok.cond_ids(["cxr"]), seeds=[0], steps=tok.text_len,
+                                             order="left_to_right")
+    for step, state in enumerate(seen):  # before step i, text slots 0..i-1 are revealed and the rest masked
+        masked = (state[0, :tok.text_len] == tok.mask_id).tolist()
+        assert masked == [False] * step + [True] * (tok.text_len - step)
+    assert len(seen) == tok.text_len
