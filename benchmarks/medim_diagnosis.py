@@ -5,10 +5,13 @@
     python benchmarks/medim_diagnosis.py runs/diag/mdlm runs/diag/ar [--n 200] [--tasks i2t joint_pairs t2i]
                                          [--model-opt steps=32] [--out runs/diag-eval]
     python benchmarks/medim_diagnosis.py --tokenizer-ceiling reference_model/checkpoints/tiny-phantom
+    python benchmarks/medim_diagnosis.py runs/diag/mdlm runs/diag/ar --likelihood     # joint NLL / ELBO per token
 
 Each RUN_DIR is exported (reference_model.export) and evaluated with `medbench run --model medim --model-path`
 on a folder dataset whose test split is the cxr phantom's val split (choices are made on val; the test split is
-for docs/benchmarks.md). `--tokenizer-ceiling VQ_DIR` instead scores the val images' own VQ reconstructions
+for docs/benchmarks.md). `--likelihood` prints each run's joint per-token NLL on 512 val examples instead: exact for
+an AR run (both orders), the ELBO for an MDLM run (joint case, 4 draws of t), plus the ELBO's per-sample spread
+under the 1/t and the flat weighting. `--tokenizer-ceiling VQ_DIR` instead scores the val images' own VQ reconstructions
 (with the real reports) as an external system: the best any model using that tokenizer can reach.
 Prints a Markdown table of the key numbers with 95 % CIs.
 """
@@ -89,6 +92,63 @@ def export(run_dir: Path, ckpt: Path) -> Path:
     return ckpt
 
 
+def likelihood(run_dir: Path, n: int = 512, batch: int = 64) -> str:
+    import torch
+
+    from reference_model.autoregressive import NextToken
+    from reference_model.backbone import MeDiMBackbone
+    from reference_model.checkpoint import read_weights
+    from reference_model.config import load_config
+    from reference_model.diffusion import MaskedDiffusion
+    from reference_model.train import build_dataset, collate
+
+    cfg = load_config(run_dir / "checkpoint" / "config.json")
+    model = MeDiMBackbone(cfg)
+    model.load_state_dict(read_weights(run_dir / "checkpoint" / "model.safetensors"))
+    model.eval()
+    data = build_dataset(cfg, "val", progress=False)
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n].tolist()
+    joint = cfg.replace(p_t2i=0, p_i2t=0, p_prompt=0, p_cond_dropout=0)
+    objective = NextToken(cfg) if cfg.objective == "ar" else MaskedDiffusion(joint)
+    per_batch, spread = [], {}
+    with torch.no_grad():
+        for s in range(0, len(idx), batch):
+            b = collate([data[i] for i in idx[s:s + batch]], objective.tokens)
+            k = len(idx[s:s + batch])
+            if cfg.objective == "ar":
+                noises = [{"text_first": torch.full((k,), f)} for f in (True, False)]
+            else:
+                noises = [objective.draw_noise(k, torch.Generator().manual_seed(1000 * r + s)) for r in range(4)]
+            per_batch.append(sum(objective.loss(model, b, z)[0] for z in noises) / len(noises))
+            if cfg.objective == "mdlm":  # per-sample losses of the bundled cases under both weightings
+                z = MaskedDiffusion(cfg).draw_noise(k, torch.Generator().manual_seed(s))
+                for w in ("elbo", "flat"):
+                    spread.setdefault(w, []).append(per_sample_losses(model, MaskedDiffusion(cfg.replace(loss_weighting=w)), b, z))
+    line = f"{run_dir.name}: {'NLL' if cfg.objective == 'ar' else 'ELBO'} {torch.stack(per_batch).mean():.4f} nats/token"
+    for w, parts in spread.items():
+        loss, t = (torch.cat(x) for x in zip(*parts))
+        small = t < 0.1
+        line += (f"; {w}: per-sample cv {loss.std() / loss.mean():.2f}, t < 0.1 is {small.float().mean():.3f} of the "
+                 f"samples and {loss[small].sum() / loss.sum():.3f} of the loss")
+    return line
+
+
+def per_sample_losses(model, diff, batch, noise):
+    """(per-sample loss, t) of MaskedDiffusion.loss without the batch mean."""
+    import torch
+
+    from reference_model.diffusion import subs_log_probs
+
+    x0 = batch["state"]
+    xt, weight, _ = diff.corrupt(x0, batch["text_mask"], batch["prompt_len"], noise)
+    t = noise["t"]
+    nll = -subs_log_probs(model(xt, diff.noise.sigma(t), batch["cond"]), xt, diff.tokens).gather(-1, x0[..., None])[..., 0]
+    masked = xt == diff.tokens.mask_id
+    if diff.cfg.loss_weighting == "elbo":
+        return (nll * weight).sum(1) * diff.noise.loss_weight(t) / weight.sum(1), t
+    return (nll * weight).sum(1) / (weight * masked).sum(1).clamp_min(1e-8), t
+
+
 def fmt(m: dict | None) -> str:
     if not m or m.get("value") is None:
         return "—"
@@ -100,12 +160,17 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="*", type=Path, help="training run folders (reference_model.train --out)")
     p.add_argument("--tokenizer-ceiling", type=Path, default=None, help="score VQ reconstructions of VQ_DIR instead")
+    p.add_argument("--likelihood", action="store_true", help="print each run's joint per-token NLL / ELBO instead")
     p.add_argument("--tasks", nargs="+", default=["i2t", "joint_pairs", "t2i"])
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--model-opt", action="append", default=[], help="sampler option for every run, e.g. steps=32")
     p.add_argument("--out", type=Path, default=Path("runs/diag-eval"))
     a = p.parse_args(argv)
+    if a.likelihood:
+        for run_dir in a.runs:
+            print(likelihood(run_dir))
+        return
     dataset = val_folder(a.out)
     common = ["--dataset", f"folder:{dataset}", "--n", str(a.n), "--bootstrap", str(a.bootstrap),
               "--out", str(a.out / "runs")]
