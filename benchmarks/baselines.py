@@ -21,9 +21,10 @@ from doc_block import write_block
 KEY_METRICS = {
     "t2i": ["image.fid@phantom-encoder", "image.label_fidelity.auroc_macro", "image.label_fidelity.f1_macro",
             "memorization.nn_closer_than_p1"],
-    "i2t": ["nlg.coco.bleu4", "nlg.coco.meteor", "nlg.coco.cider", "clinical.ce_f1.micro14.unc_pos"],
-    "joint_pairs": ["pair.consistency.f1", "pair.consistency.kappa", "image.fid@phantom-encoder", "nlg.coco.bleu4",
-                    "clinical.ce_f1.micro14.unc_pos"],
+    "i2t": ["nlg.coco.bleu4", "nlg.coco.meteor", "nlg.coco.cider", "clinical.ce_f1.micro14.unc_pos",
+            "report.coherence.contradiction_rate"],
+    "joint_pairs": ["pair.consistency.f1", "pair.consistency.f1_relative", "image.fid@phantom-encoder",
+                    "nlg.coco.bleu4", "clinical.ce_f1.micro14.unc_pos", "report.coherence.contradiction_rate"],
 }
 
 

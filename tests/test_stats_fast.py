@@ -215,6 +215,23 @@ def test_memorization_fast_path_equals_direct(ctx):
     assert_same_paired(m, a, stats(), patients)
 
 
+def test_diversity_fast_path_equals_direct():
+    """image.diversity keeps each row's pair MS-SSIM: NaN rows (unpaired, missing images) and ties included."""
+    from medbench.metrics.diversity import Diversity
+
+    rng = np.random.default_rng(4)
+    n = 45
+    gen, real = np.round(rng.random(n), 2), np.round(rng.random(n), 2)
+    gen[[1, 7, 20]] = np.nan
+    real[[7, 30]] = np.nan
+    stats = {"gen": gen, "real": real, "partner": rng.integers(-1, n, n)}
+    metric = Diversity(SimpleNamespace(name="chexpert-rule"), ("Edema",))
+    patients = patients_of(n, seed=2)
+    assert_same_draws(metric, stats, patients)
+    b = {"gen": np.clip(gen + rng.normal(0, 0.05, n), 0, 1), "real": real, "partner": stats["partner"]}
+    assert_same_paired(metric, stats, b, patients)
+
+
 def test_fast_path_costs_little_next_to_direct(ctx):
     """1,000 resamples of a decomposable family: the fast path is far cheaper than the direct one
     (a ratio on the same machine, not a timing budget)."""

@@ -15,7 +15,7 @@ MS-SSIM is torchmetrics' ``multiscale_structural_similarity_index_measure`` (5 s
 2003, Gaussian kernel 11, sigma 1.5, data_range 1, normalize='relu') on grayscale images resized to
 ``diversity_size`` (default 256, bicubic; MS-SSIM's 5 scales need more than 160 px) with values x/255.
 Per-sample statistics ``gen`` and ``real`` (NaN for samples alone in their group or with a missing
-generated image). Images are kept as uint8 at that size until `stats()` (64 KB per image at 256 px).
+generated image); a resample keeps each row's pair value, so its CIs take the weighted fast path. Images are kept as uint8 at that size until `stats()` (64 KB per image at 256 px).
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from medbench.metrics.image_labels import binarise, check_labeler, sample_labels
 from medbench.metrics.pair_consistency import derangement
 from medbench.options import Option
 from medbench.registry import MetricSpec
+from medbench.stats.bootstrap import WeightedBootstrap
+from medbench.stats.weighted import wmean
 
 FAMILY = "image.diversity"
 SIZE = 256
@@ -78,7 +80,7 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else float("nan")
 
 
-class Diversity(Metric):
+class Diversity(WeightedBootstrap, Metric):
     name = FAMILY
     higher_is_better = {f"{FAMILY}.ms_ssim": False, f"{FAMILY}.ms_ssim_real": False, f"{FAMILY}.ms_ssim_excess": False}
 
@@ -131,6 +133,13 @@ class Diversity(Metric):
     def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
         ok = np.isfinite(stats["gen"]) & np.isfinite(stats["real"])
         g, r = _nanmean(stats["gen"][ok]), _nanmean(stats["real"][ok])
+        return {f"{FAMILY}.ms_ssim": g, f"{FAMILY}.ms_ssim_real": r, f"{FAMILY}.ms_ssim_excess": g - r}
+
+    def weighted_compute(self, stats: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+        """`compute` for every row of a (B, n) resample-weight matrix: a weighted mean over the paired rows."""
+        ok = np.isfinite(stats["gen"]) & np.isfinite(stats["real"])
+        g = wmean(w[:, ok], stats["gen"][ok])
+        r = wmean(w[:, ok], stats["real"][ok])
         return {f"{FAMILY}.ms_ssim": g, f"{FAMILY}.ms_ssim_real": r, f"{FAMILY}.ms_ssim_excess": g - r}
 
     def extras(self) -> dict[str, Any]:
