@@ -306,6 +306,10 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
         hook = registry().hook()
         hook.medbench_run_start(config=cfg)
         status.stage("generate")
+        if rank == 0 and "nlg" in cfg.task.metrics and cfg.protocol == "coco":
+            from medbench.metrics.java_meteor import start_spare
+
+            start_spare()  # METEOR's JVM loads (~6 s) while the model generates
         t0 = time.perf_counter()
         generate(cfg, model, samples, folder, rank, world)
         _barrier(world)

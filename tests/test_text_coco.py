@@ -241,3 +241,18 @@ def test_plugin_specs_and_spice_unavailable(tmp_path):
     if spice_missing_reason() is not None:
         with pytest.raises(MetricUnavailable, match="stanford-corenlp-3.6.0"):
             make_spice(ctx)
+
+
+def test_a_spare_jvm_started_ahead_is_the_one_the_family_uses():
+    from medbench.metrics import java_meteor
+    from medbench.metrics.text_coco import CocoText
+
+    if java_meteor.java_missing_reason():
+        pytest.skip(java_meteor.java_missing_reason())
+    java_meteor.start_spare()
+    spare = java_meteor._SPARE[0]
+    metric = CocoText()
+    metric.add("No pleural effusion.", "No effusion.", "s1")
+    assert metric._meteor is spare and not java_meteor._SPARE
+    assert metric.compute(metric.stats())["nlg.coco.meteor"] > 0
+    metric.close()

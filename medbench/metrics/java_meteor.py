@@ -130,6 +130,21 @@ class MeteorJVM:
         self._finalizer()
 
 
+_SPARE: list[MeteorJVM] = []  # a JVM started ahead of need (start_spare), taken by the next `take`
+
+
+def start_spare() -> None:
+    """Start a default JVM now, so that it loads while other work runs (the runner calls this before generation);
+    the next `take()` returns it. Does nothing without Java (the family then reports why)."""
+    if not _SPARE and java_missing_reason() is None:
+        _SPARE.append(MeteorJVM())
+
+
+def take() -> MeteorJVM:
+    """The spare JVM if one was started, else a new one."""
+    return _SPARE.pop() if _SPARE else MeteorJVM()
+
+
 def _stop(process: subprocess.Popen, stderr) -> None:
     try:
         process.stdin.close()

@@ -31,7 +31,7 @@ import numpy as np
 
 from medbench import hookimpl
 from medbench.metrics.base import Metric, MetricContext, MetricUnavailable, Scored
-from medbench.metrics.java_meteor import (MeteorJVM, segment_score, java_missing_reason, meteor_from_stats, meteor_from_weighted,
+from medbench.metrics.java_meteor import (MeteorJVM, take, segment_score, java_missing_reason, meteor_from_stats, meteor_from_weighted,
                                           parse_stats)
 from medbench.registry import MetricSpec
 from medbench.stats.bootstrap import WeightedBootstrap
@@ -121,7 +121,7 @@ class CocoText(WeightedBootstrap, Metric):
 
     def add(self, reference: str, hypothesis: str | None, sample_id: str) -> None:
         if self.with_meteor and self._meteor is None:
-            self._meteor = MeteorJVM()  # non-blocking: the JVM loads while we go on
+            self._meteor = take()  # non-blocking: the JVM loads while we go on (or has loaded: start_spare)
         self._refs.append(reference)
         self._hyps.append(hypothesis or "")
         self._ids.append(sample_id)
