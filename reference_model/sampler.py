@@ -152,11 +152,15 @@ class MaskGITSampler:
             if path == "reference":  # unnormalised, unrestricted exp(logits) when CFG is off (D.1)
                 raw = torch.nan_to_num(logits.float(), nan=0.0, posinf=0.0, neginf=0.0)
                 logp = torch.where((w > 0)[:, None, None], logp, raw)
-            noise_tok = torch.stack([gumbel(logp.shape[1:], g) for g in gens])
-            noise_conf = torch.stack([gumbel(logp.shape[1], g) for g in gens])
-            sampled = (logp / max(temperature, 1e-6) + noise_tok).argmax(-1)
-            tok_logp = logp.gather(-1, sampled[..., None]).squeeze(-1)
             still = x == tok.mask_id
+            sampled, tok_logp = x.clone(), torch.zeros(x.shape, device=dev)
+            for r, g in enumerate(gens):  # Gumbel-max token draws for the row's still-masked positions only
+                pos = still[r].nonzero(as_tuple=True)[0]
+                if len(pos):
+                    lp = logp[r, pos]
+                    pick = (lp / max(temperature, 1e-6) + gumbel(lp.shape, g)).argmax(-1)
+                    sampled[r, pos], tok_logp[r, pos] = pick, lp.gather(-1, pick[:, None])[:, 0]
+            noise_conf = torch.stack([gumbel(logp.shape[1], g) for g in gens])
             if order == "left_to_right":  # the leftmost masked positions first (text before image): any-order AR
                 score = -torch.arange(x.shape[1], device=dev, dtype=torch.float)[None].expand(b, -1)
             else:
