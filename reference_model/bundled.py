@@ -79,10 +79,10 @@ class MedimModel(MedimAdapter):
 
     def __init__(self, folder: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", options: dict | None = None,
                  image_size: int | None = None):
+        from reference_model.autoregressive import ARSampler
         from reference_model.backbone import MeDiMBackbone
         from reference_model.config import load_config
         from reference_model.data import LAYOUTS
-        from reference_model.autoregressive import ARSampler
         from reference_model.sampler import MaskGITSampler
         from reference_model.text_tokenizer import TextTokenizer
         from reference_model.vq import load_image_tokenizer

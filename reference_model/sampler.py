@@ -8,9 +8,10 @@ Each row draws its randomness from its own torch.Generator(seed), and its schedu
 number of unknown positions, so a request's result does not depend on the batch it came in.
 
 Knobs (defaults from the config): steps and reveal schedule, temperature, r_temp (Gumbel noise on the
-confidence, scaled by t; order="left_to_right" reveals the leftmost masked positions instead), cfg_scale (w = cfg * (1 - t)), path and time (the reference's quirks), pad_bias (added
-to the text pad logit: a length penalty) and remask_rounds / remask_frac (after the MaskGIT pass, re-mask the least
-confident fraction of the generated tokens and reveal them again, ReMDM style). docs/decisions.md has the numbers.
+confidence, scaled by t), order ("left_to_right" reveals the leftmost masked positions instead of the most
+confident), cfg_scale (w = cfg * (1 - t)), path and time (the reference's quirks), pad_bias (added to the text pad
+logit: a length penalty) and remask_rounds / remask_frac (after the MaskGIT pass, re-mask the least confident
+fraction of the generated tokens and reveal them again, ReMDM style). docs/decisions.md has the numbers.
 """
 from __future__ import annotations
 

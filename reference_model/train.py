@@ -27,10 +27,10 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from reference_model.autoregressive import NextToken
 from reference_model.backbone import MeDiMBackbone
 from reference_model.checkpoint import load_checkpoint, save_checkpoint
 from reference_model.config import MeDiMConfig, load_config
-from reference_model.autoregressive import NextToken
 from reference_model.diffusion import MaskedDiffusion
 from reference_model.tokens import TokenSpace
 
@@ -213,7 +213,7 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
         model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
     n_params = model.num_params()
     matrix_names = {n for n, p in model.named_parameters() if p.dim() >= 2}
-    diffusion = MaskedDiffusion(cfg, tokens) if cfg.objective == "mdlm" else NextToken(cfg, tokens)
+    objective = MaskedDiffusion(cfg, tokens) if cfg.objective == "mdlm" else NextToken(cfg, tokens)
     if cfg.compile:  # per decoder layer, in place: state-dict keys unchanged, composes with FSDP/DDP
         for layer in core_layers(model):
             layer.compile()
@@ -249,7 +249,7 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
         for group in optimizer.param_groups:
             group["lr"] = lr
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        noise = diffusion.draw_noise(global_batch, gen)
+        noise = objective.draw_noise(global_batch, gen)
         idx = stream_indices(len(dataset), cfg.seed, step * global_batch, global_batch)
         rows = list(range(rank, global_batch, world))  # this rank's rows of the global batch
         step_loss = torch.zeros((), device=dev)
@@ -259,7 +259,7 @@ def train(cfg: MeDiMConfig, out_dir: str | Path, dataset=None, resume: bool = Fa
             micro_noise = {k: v[mine] for k, v in noise.items()}
             sync = m == cfg.grad_accum - 1 or world == 1 or fsdp
             with (nullcontext() if sync else model.no_sync()), autocast:
-                loss, _ = diffusion.loss(model, batch, micro_noise)
+                loss, _ = objective.loss(model, batch, micro_noise)
             (loss / cfg.grad_accum).backward()
             step_loss += loss.detach() / cfg.grad_accum
         if fsdp:
