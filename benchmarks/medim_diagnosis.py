@@ -123,7 +123,8 @@ def likelihood(run_dir: Path, n: int = 512, batch: int = 64) -> str:
             if cfg.objective == "mdlm":  # per-sample losses of the bundled cases under both weightings
                 z = MaskedDiffusion(cfg).draw_noise(k, torch.Generator().manual_seed(s))
                 for w in ("elbo", "flat"):
-                    spread.setdefault(w, []).append(per_sample_losses(model, MaskedDiffusion(cfg.replace(loss_weighting=w)), b, z))
+                    losses = MaskedDiffusion(cfg.replace(loss_weighting=w)).per_sample_loss(model, b, z)[0]
+                    spread.setdefault(w, []).append((losses, z["t"]))
     line = f"{run_dir.name}: {'NLL' if cfg.objective == 'ar' else 'ELBO'} {torch.stack(per_batch).mean():.4f} nats/token"
     for w, parts in spread.items():
         loss, t = (torch.cat(x) for x in zip(*parts))
@@ -131,22 +132,6 @@ def likelihood(run_dir: Path, n: int = 512, batch: int = 64) -> str:
         line += (f"; {w}: per-sample cv {loss.std() / loss.mean():.2f}, t < 0.1 is {small.float().mean():.3f} of the "
                  f"samples and {loss[small].sum() / loss.sum():.3f} of the loss")
     return line
-
-
-def per_sample_losses(model, diff, batch, noise):
-    """(per-sample loss, t) of MaskedDiffusion.loss without the batch mean."""
-    import torch
-
-    from reference_model.diffusion import subs_log_probs
-
-    x0 = batch["state"]
-    xt, weight, _ = diff.corrupt(x0, batch["text_mask"], batch["prompt_len"], noise)
-    t = noise["t"]
-    nll = -subs_log_probs(model(xt, diff.noise.sigma(t), batch["cond"]), xt, diff.tokens).gather(-1, x0[..., None])[..., 0]
-    masked = xt == diff.tokens.mask_id
-    if diff.cfg.loss_weighting == "elbo":
-        return (nll * weight).sum(1) * diff.noise.loss_weight(t) / weight.sum(1), t
-    return (nll * weight).sum(1) / (weight * masked).sum(1).clamp_min(1e-8), t
 
 
 def fmt(m: dict | None) -> str:

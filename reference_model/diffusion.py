@@ -116,8 +116,13 @@ class MaskedDiffusion:
 
     # --- loss -----------------------------------------------------------------------------------
     def loss(self, model, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor]):
-        """Per-sample  sum_i w(t) * nll_i * weight_i / sum_i weight_i  (elbo, w = 1/t) or
-        sum_i nll_i * weight_i / sum_{i masked} weight_i  (flat), averaged over the samples."""
+        """The mean of `per_sample_loss` over the samples, and the masked-token NLL."""
+        per_sample, stats = self.per_sample_loss(model, batch, noise)
+        return per_sample.mean(), stats
+
+    def per_sample_loss(self, model, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor]):
+        """Per sample  sum_i w(t) * nll_i * weight_i / sum_i weight_i  (elbo, w = 1/t) or
+        sum_i nll_i * weight_i / sum_{i masked} weight_i  (flat): [B], and the masked-token NLL."""
         x0 = batch["state"]
         xt, weight, case = self.corrupt(x0, batch["text_mask"], batch["prompt_len"], noise)
         t = noise["t"].to(x0.device)
@@ -129,5 +134,4 @@ class MaskedDiffusion:
             per_sample = (nll * weight).sum(1) * self.noise.loss_weight(t) / weight.sum(1).clamp_min(1e-8)
         else:  # flat: every masked target counts once, whatever t (no 1/t spikes at small t)
             per_sample = (nll * weight).sum(1) / (weight * masked).sum(1).clamp_min(1e-8)
-        stats = {"nll_masked": (nll * masked).sum() / masked.sum().clamp_min(1)}
-        return per_sample.mean(), stats
+        return per_sample, {"nll_masked": (nll * masked).sum() / masked.sum().clamp_min(1)}
