@@ -267,13 +267,24 @@ def fidelity_stats(rng, n: int, d: int) -> dict[str, np.ndarray]:
     return {"gen_features": gen, "ref_features": ref}
 
 
-@pytest.mark.parametrize("n,d", [(160, 12), (60, 90)])  # more rows than dims (Cholesky side), fewer (sample side)
-def test_fidelity_fast_path_equals_direct(n, d):
+def test_fid_side_follows_the_distinct_rows_of_every_resample():
+    from medbench.metrics.fidelity_weighted import fid_side
+
+    w = np.array([[1, 0, 2, 1], [1, 1, 1, 1]], dtype=float)  # fewest distinct rows drawn: 3
+    assert fid_side(w, w, 2) == "feature"
+    assert fid_side(w, w, 3) == "sample"
+    assert fid_side(w, w[[1, 1]], 2) == "feature" and fid_side(w[[1, 1]], w, 3) == "sample"
+
+
+@pytest.mark.parametrize("n,d,side", [(160, 12, "feature"), (60, 90, "sample")])  # more rows than dims, fewer
+def test_fidelity_fast_path_equals_direct(n, d, side):
     from medbench.metrics.fidelity import fid, split_half
+    from medbench.metrics.fidelity_weighted import fid_side
 
     rng = np.random.default_rng(n)
     m = fidelity_metric()
     stats, patients = fidelity_stats(rng, n, d), patients_of(n, seed=1)
+    assert fid_side(np.concatenate(list(resample_weights(patients, 40, seed=2))), np.ones((1, n)), d) == side
     t = m.tag
     direct = bootstrap_draws(m.compute, stats, patients, n_boot=40, seed=2)
     fast = weighted_draws(m.weighted_compute, stats, patients, n_boot=40, seed=2, block=13)

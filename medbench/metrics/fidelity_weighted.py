@@ -23,9 +23,12 @@ sorted neighbour lists are computed once for the original rows and reused::
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 NEIGHBOURS = 48  # sorted neighbours kept per row; a radius that needs more is found by a full sort
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
@@ -161,38 +164,57 @@ def covered_rows(w: np.ndarray, dist_rg: np.ndarray, radii: np.ndarray) -> np.nd
 
 def weighted_covariances(w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(m (B,), means (B, d), covariances (B, d, d), np.cov's ddof=1) of the drawn rows of x.
-    The scatter of every resample comes from one product per chunk of feature pairs: w @ (x_j * x_k),
-    over the upper triangle only, about the full-sample mean (so no cancellation)."""
-    n, d = x.shape
-    m = w.sum(1)
+    Each resample's scatter about the full-sample mean is the full scatter plus one product over the
+    rows it did not draw exactly once (w - 1 != 0: about 63 % of them), so no cancellation."""
     centre = x.mean(0)
     xc = x - centre
-    iu, ju = np.triu_indices(d)
-    flat = np.empty((len(w), len(iu)))
-    chunk = max(1, (1 << 22) // max(n, 1))  # ~32 MB of products at a time
-    for s in range(0, len(iu), chunk):
-        flat[:, s:s + chunk] = w @ (xc[:, iu[s:s + chunk]] * xc[:, ju[s:s + chunk]])
-    scatter = np.zeros((len(w), d, d))
-    scatter[:, iu, ju] = flat
-    scatter[:, ju, iu] = flat
-    delta = (w @ xc) / m[:, None]  # resample mean - full mean
-    cov = (scatter - m[:, None, None] * delta[:, :, None] * delta[:, None, :]) / (m - 1)[:, None, None]
+    full = xc.T @ xc
+    m = w.sum(1)
+    cov = np.empty((len(w),) + full.shape)
+    for b in range(len(w)):
+        dw = w[b] - 1
+        rows = np.flatnonzero(dw)
+        cov[b] = full + (xc[rows].T * dw[rows]) @ xc[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = (w @ xc) / m[:, None]  # resample mean - full mean
+        cov -= m[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        cov /= (m - 1)[:, None, None]
     return m, delta + centre, cov
 
 
-def _fid_feature_side(wa, xa, wb, xb) -> np.ndarray:
+def _trace_sqrt_products(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+    """(B,) tr sqrt(S1 S2) of stacked pairs: batched Cholesky and eigvalsh, per pair if one is singular."""
+    try:
+        L = np.linalg.cholesky(ca)
+    except np.linalg.LinAlgError:
+        return np.array([trace_sqrt_product(a, b) for a, b in zip(ca, cb)])
+    lam = np.linalg.eigvalsh(np.swapaxes(L, 1, 2) @ cb @ L)
+    return np.sqrt(np.clip(lam, 0, None)).sum(1)
+
+
+def _fid_feature_side_block(wa, xa, wb, xb) -> np.ndarray:
+    ma, mua, ca = weighted_covariances(wa, xa)
+    mb, mub, cb = weighted_covariances(wb, xb)
+    ok = (ma >= 2) & (mb >= 2)
     out = np.full(len(wa), np.nan)
-    d = xa.shape[1]
-    step = max(1, (1 << 24) // (d * d))  # resamples per batch of (step, d, d) covariances (~128 MB)
-    for s in range(0, len(wa), step):
-        ma, mua, ca = weighted_covariances(wa[s:s + step], xa)
-        mb, mub, cb = weighted_covariances(wb[s:s + step], xb)
-        for j in range(len(ma)):
-            if ma[j] < 2 or mb[j] < 2:
-                continue
-            diff = mua[j] - mub[j]
-            out[s + j] = diff @ diff + np.trace(ca[j]) + np.trace(cb[j]) - 2 * trace_sqrt_product(ca[j], cb[j])
+    if ok.any():
+        ca, cb, diff = ca[ok], cb[ok], mua[ok] - mub[ok]
+        traces = np.trace(ca, axis1=1, axis2=2) + np.trace(cb, axis1=1, axis2=2)
+        out[ok] = (diff * diff).sum(1) + traces - 2 * _trace_sqrt_products(ca, cb)
     return out
+
+
+def _fid_feature_side(wa, xa, wb, xb) -> np.ndarray:
+    """d x d side, blocks of resamples on a thread per core (BLAS and LAPACK release the GIL; the
+    caller holds BLAS at one thread, so the blocks do not oversubscribe)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d = xa.shape[1]
+    step = max(1, min((1 << 23) // (d * d), -(-len(wa) // CORES)))  # (step, d, d) covariances of <= 64 MB
+    starts = range(0, len(wa), step)
+    with ThreadPoolExecutor(max_workers=CORES) as pool:
+        parts = pool.map(lambda s: _fid_feature_side_block(wa[s:s + step], xa, wb[s:s + step], xb), starts)
+        return np.concatenate(list(parts)) if len(wa) else np.full(0, np.nan)
 
 
 def _fid_sample_side(wa, xa, wb, xb) -> np.ndarray:
@@ -248,9 +270,15 @@ def weighted_fid_two(wa: np.ndarray, xa: np.ndarray, wb: np.ndarray, xb: np.ndar
     """(B,) FID between the drawn rows of two sets (each with its own weights), on the smaller side:
     d x d covariances when the resamples hold more distinct rows than feature dimensions, else the
     (rows x rows) cross-product of the centred rows. On a CUDA `device` the feature side runs in torch."""
-    distinct = min(int((wa > 0).sum(1).min(initial=0)), int((wb > 0).sum(1).min(initial=0)))
     if str(device).startswith("cuda"):
         return _fid_feature_side_torch(wa, xa, wb, xb, device)
-    if distinct > xa.shape[1]:
+    if fid_side(wa, wb, xa.shape[1]) == "feature":
         return _fid_feature_side(wa, xa, wb, xb)
     return _fid_sample_side(wa, xa, wb, xb)
+
+
+def fid_side(wa: np.ndarray, wb: np.ndarray, dim: int) -> str:
+    """'feature' (d x d covariances) when every resample draws more distinct rows than feature dims
+    on both sides, else 'sample' (the rows x rows cross-product)."""
+    distinct = min(int((wa > 0).sum(1).min(initial=wa.shape[1])), int((wb > 0).sum(1).min(initial=wb.shape[1])))
+    return "feature" if distinct > dim else "sample"
