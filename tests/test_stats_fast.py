@@ -268,7 +268,7 @@ def fidelity_stats(rng, n: int, d: int) -> dict[str, np.ndarray]:
 
 
 def test_fid_side_follows_the_distinct_rows_of_every_resample():
-    from medbench.metrics.fidelity_weighted import fid_side
+    from medbench.metrics.fid_weighted import fid_side
 
     w = np.array([[1, 0, 2, 1], [1, 1, 1, 1]], dtype=float)  # fewest distinct rows drawn: 3
     assert fid_side(w, w, 2) == "feature"
@@ -279,7 +279,7 @@ def test_fid_side_follows_the_distinct_rows_of_every_resample():
 @pytest.mark.parametrize("n,d,side", [(160, 12, "feature"), (60, 90, "sample")])  # more rows than dims, fewer
 def test_fidelity_fast_path_equals_direct(n, d, side):
     from medbench.metrics.fidelity import fid, split_half
-    from medbench.metrics.fidelity_weighted import fid_side
+    from medbench.metrics.fid_weighted import fid_side
 
     rng = np.random.default_rng(n)
     m = fidelity_metric()
@@ -308,6 +308,30 @@ def test_fidelity_fast_path_equals_direct(n, d, side):
     assert ci[f"image.fid@{t}"] == pytest.approx((lo, hi), abs=1e-6 * max(1, d / 10))
 
 
+def test_fidelity_fast_path_streamed_equals_direct(monkeypatch):
+    """Small blocks, kernels recomputed per call and 4 kept neighbours: every streamed branch runs
+    (radii and balls that outgrow the kept neighbours are searched in full) and still equals the
+    direct path; no N x N matrix is held."""
+    from medbench.metrics import fidelity_weighted as fw
+
+    monkeypatch.setattr(fw, "NEIGHBOURS", 4)
+    monkeypatch.setattr(fw, "ROWS", 16)
+    monkeypatch.setattr(fw, "KERNEL_CACHE_BYTES", 0)
+    rng = np.random.default_rng(21)
+    n, d = 90, 6
+    m = fidelity_metric()
+    stats, patients = fidelity_stats(rng, n, d), patients_of(n, seed=6)
+    direct = bootstrap_draws(m.compute, stats, patients, n_boot=30, seed=4)
+    fast = weighted_draws(m.weighted_compute, stats, patients, n_boot=30, seed=4, block=11)
+    for name in ("fid", "kid", "precision", "recall", "density", "coverage"):  # (the floor: fixed halves, above)
+        key = f"image.{name}@{m.tag}"
+        np.testing.assert_allclose(fast[key], direct[key], rtol=0, atol=1e-6, err_msg=key)
+    wf = m._fast[2]
+    held = [v for obj in (wf, wf.prc_gen, wf.prc_ref, wf.prdc_ref, wf.in_real, wf.in_gen, wf.in_real5, wf.kxx)
+            for v in vars(obj).values() if isinstance(v, np.ndarray) and v is not wf.gen and v is not wf.ref]
+    assert wf.kxx.blocks is None and max(a.size for a in held) < (n - 1) ** 2 / 4
+
+
 def test_fidelity_paired_fast_path_equals_direct():
     rng = np.random.default_rng(7)
     m = fidelity_metric()
@@ -327,7 +351,7 @@ def test_fidelity_fast_path_on_cuda_equals_cpu():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from medbench.metrics.fidelity_weighted import weighted_fid_two
+    from medbench.metrics.fid_weighted import weighted_fid_two
 
     rng = np.random.default_rng(11)
     stats, patients = fidelity_stats(rng, 600, 64), patients_of(600, seed=4)
@@ -338,7 +362,7 @@ def test_fidelity_fast_path_on_cuda_equals_cpu():
 
 def test_fidelity_torch_path_equals_numpy_path_on_the_cpu():
     """The CUDA code path's torch implementation, run on the CPU, against the numpy feature side."""
-    from medbench.metrics.fidelity_weighted import _fid_feature_side, _fid_feature_side_torch
+    from medbench.metrics.fid_weighted import _fid_feature_side, _fid_feature_side_torch
 
     rng = np.random.default_rng(12)
     stats, patients = fidelity_stats(rng, 200, 10), patients_of(200, seed=5)
