@@ -319,7 +319,7 @@ def execute(cfg: RunConfig) -> tuple[Path, RunRecord | None]:
 
             t0 = time.perf_counter()
             prefetch_run(cfg, dataset, samples, folder, rank, world,
-                         lambda entries: LazyPairs(cfg.task, samples, folder, cfg.seed, entries))
+                         lambda entries: LazyPairs(cfg.task, samples, folder, cfg.seed, entries), run_dir)
             _barrier(world)
             seconds["features_sharded"] = time.perf_counter() - t0
         if rank != 0:
@@ -357,7 +357,8 @@ def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, starte
     skipped += unavailable
     patients = [s.patient_id for s in samples]
     pairs = LazyPairs(cfg.task, samples, folder, cfg.seed, entries)
-    results, failed, timing = score(families, pairs, patients, n_boot=cfg.n_boot, seed=cfg.seed, run_dir=run_dir)
+    results, failed, timing = score(families, pairs, patients, n_boot=cfg.n_boot, seed=cfg.seed, run_dir=run_dir,
+                                    world=world)
     seconds.update(timing)
     skipped += failed + [{"what": f"sample:{b.id}", "reason": f"{b.path}: {b.reason}"} for b in dataset.bad]
     if len(pairs.hashes) < len(samples):  # no family read the outputs: hash them now, as they are
@@ -371,6 +372,9 @@ def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, starte
                   "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "seconds": {k: round(v, 3) for k, v in seconds.items()}, "world_size": world,
                   "python": sys.version.split()[0], "platform": platform.platform()}
+    row_shards = {r.family: r.metric.gathered_rows for r in results if getattr(r.metric, "gathered_rows", None)}
+    if row_shards:  # under torchrun: the pair rows each rank scored for the model-based text families
+        provenance["row_shards"] = row_shards
     record, per_sample = build_record(cfg, rid, dataset, samples, results, skipped, provenance, entries, headers, native,
                                       model_weights=dict(getattr(model, "weights_sha256", {}) or {}),
                                       model_settings=_model_settings(model),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 SCHEMA_VERSION = 2
 SUPPORTED = (1, 2)
@@ -59,6 +59,7 @@ class Provenance(TypedDict):
     finished: str
     seconds: dict[str, float]  # timings: load, generate, score, bootstrap
     world_size: int
+    row_shards: NotRequired[dict[str, dict[str, int]]]  # torchrun: family -> {"rank<r>": pair rows that rank scored}
     python: str
     platform: str
 

@@ -68,15 +68,22 @@ def build_families(specs: list[MetricSpec], ctx: MetricContext) -> tuple[list[Me
 
 
 def score(metrics: list[Metric], pairs: list[Scored], patient_ids: list[str], *, n_boot: int, seed: int,
-          batch_size: int = 64, run_dir: Path | None = None) -> tuple[list[FamilyResult], list[dict[str, str]], dict[str, float]]:
-    """Run every family over the pairs, save stats/extras, and bootstrap CIs."""
+          batch_size: int = 64, run_dir: Path | None = None, world: int = 1
+          ) -> tuple[list[FamilyResult], list[dict[str, str]], dict[str, float]]:
+    """Run every family over the pairs, save stats/extras, and bootstrap CIs. Under torchrun (world > 1)
+    `shard_rows` families take the rows every rank scored (medbench.row_shards)."""
     results, skipped, seconds = [], [], {"score": 0.0, "bootstrap": 0.0}
     for metric in metrics:
         t0 = time.perf_counter()
         try:
-            for i in tqdm(range(0, len(pairs), batch_size), desc=f"score {metric.name}", leave=False):
-                metric.update(pairs[i:i + batch_size])
-            stats = metric.stats()
+            if metric.shard_rows and world > 1 and run_dir is not None:
+                from medbench.row_shards import gather_rows
+
+                stats = gather_rows(metric, pairs, world, run_dir, batch_size)
+            else:
+                for i in tqdm(range(0, len(pairs), batch_size), desc=f"score {metric.name}", leave=False):
+                    metric.update(pairs[i:i + batch_size])
+                stats = metric.stats()
             values = metric.compute(stats)
         except (MetricUnavailable, WeightsError) as e:  # the family cannot run here: skipped, with why
             skipped.append({"what": f"metric:{metric.name}", "reason": str(e)})

@@ -13,14 +13,16 @@ Rows are per image, so rank 0 computes exactly what one process computes::
     if rank == 0: score(families, pairs, ...)
 
 Families expose their extractor as ``extractor`` (image.fidelity), ``heads`` / ``encoder``
-(an `ImageEncoder`: label fidelity, pair consistency, memorization). Families without one (text)
-are scored on rank 0 only.
+(an `ImageEncoder`: label fidelity, pair consistency, memorization). Model-based text families
+(`shard_rows`: BERTScore, CheXbert, RadGraph, RaTEScore, RadCliQ, GREEN) score their pair batches on
+every rank (medbench.row_shards); the other text families are cheap and run on rank 0 only.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
 from medbench.metrics.base import Metric, Scored
+from medbench.row_shards import batch_starts, write_rank_rows
 
 
 def family_extractors(families: Iterable[Metric]) -> list[Any]:
@@ -49,7 +51,7 @@ def needs_train_features(families: Iterable[Metric]) -> bool:
 
 def shard_images(pairs: Sequence[Scored], rank: int, world: int, train: Sequence = (), batch: int = 64) -> Iterable[list]:
     """This rank's images in batches: generated and reference images of its pairs, then its training images."""
-    for start in range(rank * batch, len(pairs), world * batch):  # pair batches round-robin (LazyPairs reads by slice)
+    for start in batch_starts(len(pairs), rank, world, batch):  # pair batches round-robin (LazyPairs reads by slice)
         items = pairs[start:start + batch]
         out = [s.output.image for s in items if s.output.image is not None]
         out += [s.sample.image_path for s in items if s.sample.image_path is not None]
@@ -82,9 +84,10 @@ def prefetch_features(families: Sequence[Metric], pairs: Sequence[Scored], rank:
     return n
 
 
-def prefetch_run(cfg, dataset, samples: list, folder, rank: int, world: int, make_pairs) -> int:
-    """The runner's sharded feature pass: the run's metric families (built as rank 0 builds them, cheap
-    factories) embed this rank's shard; `make_pairs(entries)` gives the run's lazily read pairs."""
+def prefetch_run(cfg, dataset, samples: list, folder, rank: int, world: int, make_pairs, run_dir) -> int:
+    """The runner's sharded pass: the run's metric families (built as rank 0 builds them, cheap
+    factories) embed this rank's shard of the images, and its model-based text families score its
+    pair batches into run_dir (medbench.row_shards); `make_pairs(entries)` gives the lazily read pairs."""
     from medbench.home import medbench_home
     from medbench.metrics.base import MetricContext
     from medbench.scoring import build_families, select_families
@@ -95,8 +98,11 @@ def prefetch_run(cfg, dataset, samples: list, folder, rank: int, world: int, mak
                         options=cfg.metric_options, device=cfg.device, dataset=dataset)
     specs, _ = select_families(list(cfg.task.metrics), cfg.protocol, cfg.task.request)
     families, _ = build_families(specs, ctx)
+    pairs = make_pairs(entries)
     try:
-        return prefetch_features(families, make_pairs(entries), rank, world, train=ctx.train)
+        n = prefetch_features(families, pairs, rank, world, train=ctx.train)
+        write_rank_rows(families, pairs, rank, world, run_dir)
+        return n
     finally:
         for fam in families:
             fam.close()

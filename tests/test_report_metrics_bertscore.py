@@ -78,3 +78,34 @@ def test_missing_file_names_it(weights, tmp_path):
     (root / "bertscore-distilbert-base-uncased" / "model.safetensors").unlink()
     with pytest.raises(MetricUnavailable, match=r"model\.safetensors: missing weight file for bertscore-distilbert"):
         run_family(bertscore.bertscore_factory(metric_context(root, tmp_path)), *report_pairs(2))
+
+
+@pytest.mark.slow
+def test_same_numbers_whatever_the_hash_seed(weights, tmp_path):
+    """bert-score orders a call's sentences through a set: with more distinct sentences than its batch
+    size, Python's per-process hash seed decided which share a padded batch, and the float32 noise
+    differed from one run to the next (seen on phantom reports: 3 digests for 4 seeds)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import hashlib, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from tiny_report_models import metric_context, run_family
+        from medbench.data.resolve import load_dataset
+        from medbench.metrics.report_models import bertscore
+        ds = load_dataset("cxr-phantom", {{"n_train": "240", "n_val": "120", "n_test": "120"}})
+        refs, hyps = [s.report for s in ds.split("test")[:64]], [s.report for s in ds.split("val")[:64]]
+        m = bertscore.bertscore_factory(metric_context(Path({str(weights)!r}), Path({str(tmp_path)!r})))
+        print(hashlib.sha256(run_family(m, refs, hyps, batch=64)["f1"].tobytes()).hexdigest())
+    """)
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
+        res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        digests.add(res.stdout.split()[-1])
+    assert len(digests) == 1

@@ -67,6 +67,7 @@ class Metric(ABC):
     variant: str = ""  # implementation/variant description recorded in run.json
     higher_is_better: dict[str, bool] = {}  # full metric name -> direction (every name compute returns)
     max_bootstrap: int | None = None  # cap on bootstrap resamples for families whose compute is expensive
+    shard_rows: bool = False  # one stats row per pair, batches scored independently: sharded under torchrun
 
     @abstractmethod
     def update(self, batch: list[Scored]) -> None: ...
@@ -114,6 +115,16 @@ class Metric(ABC):
         from medbench.stats.bootstrap import bootstrap_ci
 
         return bootstrap_ci(self.compute, stats, patient_ids, n_boot=n_boot, seed=seed)
+
+    @property
+    def gathered_weights(self) -> dict[str, str]:
+        """Weights (name -> sha256) the ranks that scored this family's shards loaded."""
+        return self.__dict__.setdefault("_gathered_weights", {})
+
+    def restore(self, stats: dict[str, np.ndarray]) -> None:
+        """Hold `stats` (every pair's rows, gathered from the ranks' shards) as if `update` had produced
+        them; required of `shard_rows` families (medbench.row_shards)."""
+        raise NotImplementedError(f"{self.name}: shard_rows families implement restore")
 
     def row_patients(self) -> list[str] | None:
         """Patient ids of the stats rows when they are not the scored samples (None: they are)."""

@@ -51,7 +51,9 @@ class KernelSums:
         self.x, self.y, self.same = x, y, same
         keep = 3 * len(x) * len(y) * 8 <= KERNEL_CACHE_BYTES  # the three kernels of one WeightedFidelity
         self.blocks = [poly_kernel(x[s:s + ROWS], y) for s in range(0, len(x), ROWS)] if keep else None
-        self.diag = np.concatenate([np.diagonal(b, s) for s, b in zip(range(0, len(x), ROWS), self._blocks())]) if same else None
+        self.diag = None
+        if same:  # a copy, not a view: a view would keep every recomputed block alive
+            self.diag = np.concatenate([np.diagonal(b, s).copy() for s, b in zip(range(0, len(x), ROWS), self._blocks())])
 
     def _blocks(self):
         return self.blocks if self.blocks is not None else (poly_kernel(self.x[s:s + ROWS], self.y) for s in range(0, len(self.x), ROWS))

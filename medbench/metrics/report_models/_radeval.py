@@ -84,7 +84,7 @@ class LocalWeights:
 
     @property
     def weights_sha256(self) -> dict[str, str]:
-        out = {}
+        out = dict(self.gathered_weights)  # loaded by the ranks that scored its shards (medbench.row_shards)
         for found in self.__dict__.get("_located", {}).values():
             out.update(found.provenance())
         return out

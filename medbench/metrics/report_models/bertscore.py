@@ -44,9 +44,12 @@ def load_scorer(folder: Path, baseline_name: str, num_layers: int, *, device: st
                                  use_fast_tokenizer=False)
 
 
-def score_pairs(scorer, refs: list[str], hyps: list[str], batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Per-report raw P, R, F1 and the baseline-rescaled F1 (bert-score's formula, float32)."""
-    p, r, f = scorer.score(cands=hyps, refs=refs, verbose=False, batch_size=batch_size)
+def score_pairs(scorer, refs: list[str], hyps: list[str]) -> dict[str, np.ndarray]:
+    """Per-report raw P, R, F1 and the baseline-rescaled F1 (bert-score's formula, float32). The batch's
+    distinct sentences are embedded in one forward: bert-score orders them through a set, so with
+    smaller batches which sentences share a padded batch (and the float32 noise) changed with Python's
+    hash seed from one process to the next."""
+    p, r, f = scorer.score(cands=hyps, refs=refs, verbose=False, batch_size=max(1, len(set(refs) | set(hyps))))
     b = scorer.baseline_vals  # (P, R, F) of the layer
     f_rescaled = (f - b[2]) / (1 - b[2])
     return {"precision": p.numpy().astype(np.float64), "recall": r.numpy().astype(np.float64),
@@ -55,6 +58,7 @@ def score_pairs(scorer, refs: list[str], hyps: list[str], batch_size: int = 64) 
 
 class BERTScore(LocalWeights, Metric):
     name = "nlg.bertscore"
+    shard_rows = True  # medbench.row_shards: each rank scores its batches under torchrun
     QUANTITIES = ("precision", "recall", "f1", "f1_rescaled")
 
     def __init__(self, spec, model_label: str, num_layers: int, weights_root=None, device: str = "cpu", batch_size: int = 64):
@@ -80,11 +84,14 @@ class BERTScore(LocalWeights, Metric):
     def update(self, batch: list[Scored]) -> None:
         refs = [item.sample.report or "" for item in batch]
         hyps = [item.output.report or "" for item in batch]
-        for q, v in score_pairs(self.scorer, refs, hyps, self.batch_size).items():
+        for q, v in score_pairs(self.scorer, refs, hyps).items():
             self._rows[q].append(v)
 
     def stats(self) -> dict[str, np.ndarray]:
         return {q: np.concatenate(v) if v else np.zeros(0) for q, v in self._rows.items()}
+
+    def restore(self, stats):
+        self._rows = {q: [np.asarray(stats[q], np.float64)] for q in self.QUANTITIES}
 
     def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
         return {self.key(q): float(stats[q].mean()) if len(stats[q]) else 0.0 for q in self.QUANTITIES}

@@ -83,6 +83,7 @@ def f1_averages(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, flo
 
 class CheXbertF1(LocalWeights, Metric):
     name = "clinical.chexbert"
+    shard_rows = True  # medbench.row_shards: each rank scores its batches under torchrun
 
     weight_specs = (CHEXBERT,)
 
@@ -119,6 +120,9 @@ class CheXbertF1(LocalWeights, Metric):
 
     def stats(self) -> dict[str, np.ndarray]:
         return {c: np.concatenate(v) if v else np.zeros((0, 14), np.int64) for c, v in self._rows.items()}
+
+    def restore(self, stats):
+        self._rows = {c: [np.asarray(stats[c], np.int64)] for c in CELLS}
 
     def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
         out = {}

@@ -18,6 +18,7 @@ from medbench.metrics.report_models.weights_specs import GREEN
 
 class GreenScore(LocalWeights, Metric):
     name = "nlg.green"
+    shard_rows = True  # medbench.row_shards: each rank scores its batches under torchrun
     higher_is_better = {"nlg.green": True}
     variant = "GREEN (radeval 2.2.1 GREEN, GREEN-RadLlama2-7b local weights, fp16, greedy); unparsed answers excluded"
     max_bootstrap = None
@@ -47,6 +48,9 @@ class GreenScore(LocalWeights, Metric):
 
     def stats(self) -> dict[str, np.ndarray]:
         return {"green": np.asarray(self._scores, dtype=np.float64)}
+
+    def restore(self, stats):
+        self._scores = [float(v) for v in stats["green"]]
 
     def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
         v = stats["green"][np.isfinite(stats["green"])]

@@ -45,6 +45,7 @@ class RadCliQv1(LocalWeights, Metric):
     `composite`. The IDF table is context (the run's reference reports), not resampled."""
 
     name = "nlg.radcliq_v1"
+    shard_rows = True  # medbench.row_shards: each rank scores its batches under torchrun
     higher_is_better = {"nlg.radcliq_v1": False, "nlg.radcliq_v1_inv": True}
     variant = ("RadCliQ-v1 (CXR-Report-Metric linear model as in radeval 2.2.1): RadGraph (radgraph) entity+relation F1, "
                "BERTScore distilroberta-base L5 rescaled with IDF over the evaluated references, SembScore (CheXbert), "
@@ -78,10 +79,10 @@ class RadCliQv1(LocalWeights, Metric):
         return self._parts
 
     def components(self, refs: list[str], hyps: list[str]) -> dict[str, np.ndarray]:
+        from medbench.metrics.report_models.bertscore import score_pairs
+
         p = self.parts()
-        _, _, f = p["bert"].score(cands=hyps, refs=refs, verbose=False, batch_size=64)
-        b = p["bert"].baseline_vals
-        bert = ((f - b[2]) / (1 - b[2])).numpy()
+        bert = score_pairs(p["bert"], refs, hyps)["f1_rescaled"]  # one forward per batch: reproducible
         gt, pred = p["radgraph"](refs), p["radgraph"](hyps)
         f1, ent, rel = p["f1"].compute_f1, p["f1"].extract_entities, p["f1"].extract_relations
         rad = [(f1(ent(gt.get(str(i), {})), ent(pred.get(str(i), {}))) + f1(rel(gt.get(str(i), {})), rel(pred.get(str(i), {})))) / 2
@@ -105,6 +106,9 @@ class RadCliQv1(LocalWeights, Metric):
         st = {c: np.concatenate(v) if v else np.zeros(0) for c, v in self._rows.items()}
         st["radcliq_v1"] = composite(st) if len(st["radgraph"]) else np.zeros(0)
         return st
+
+    def restore(self, stats):
+        self._rows = {c: [np.asarray(stats[c], np.float64)] for c in COLUMNS}
 
     def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
         return summary(stats["radcliq_v1"])

@@ -79,6 +79,7 @@ def load_f1radgraph(located: Located, model_type: str, device: str = "cpu"):
 
 class RadGraphF1(LocalWeights, Metric):
     name = "nlg.radgraph"
+    shard_rows = True  # medbench.row_shards: each rank scores its batches under torchrun
 
     def __init__(self, weights_root=None, model_type: str = "radgraph-xl", device: str = "cpu"):
         self.weights_root, self.model_type, self.device = weights_root, model_type, device
@@ -103,6 +104,9 @@ class RadGraphF1(LocalWeights, Metric):
 
     def stats(self) -> dict[str, np.ndarray]:
         return {lv: np.asarray(v, dtype=np.float64) for lv, v in self._rows.items()}
+
+    def restore(self, stats):
+        self._rows = {lv: [float(v) for v in stats[lv]] for lv in LEVELS}
 
     def compute(self, stats: dict[str, np.ndarray]) -> dict[str, float]:
         return {f"nlg.radgraph.f1_{lv}": float(stats[lv].mean()) if len(stats[lv]) else 0.0 for lv in LEVELS}

@@ -55,6 +55,7 @@ def has_sentences(text: str) -> bool:
 
 class RaTEScoreMetric(LocalWeights, Metric):
     name = "nlg.ratescore"
+    shard_rows = True  # medbench.row_shards: each rank scores its batches under torchrun
     higher_is_better = {"nlg.ratescore": True}
     variant = "RaTEScore (radeval 2.2.1), RaTE-NER-Deberta + BioLORD-2023-C local weights, affinity matrix 'long'"
 
@@ -85,6 +86,9 @@ class RaTEScoreMetric(LocalWeights, Metric):
 
     def stats(self):
         return {"ratescore": np.asarray(self._scores, dtype=np.float64)}
+
+    def restore(self, stats):
+        self._scores = [float(v) for v in stats["ratescore"]]
 
     def compute(self, stats):
         v = stats["ratescore"]
