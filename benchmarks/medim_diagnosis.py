@@ -6,6 +6,7 @@
                                          [--model-opt steps=32] [--out runs/diag-eval]
     python benchmarks/medim_diagnosis.py --tokenizer-ceiling reference_model/checkpoints/tiny-phantom
     python benchmarks/medim_diagnosis.py runs/diag/mdlm runs/diag/ar --likelihood     # joint NLL / ELBO per token
+    python benchmarks/medim_diagnosis.py runs/diag/mdlm --checkpoint reference_model/checkpoints/tiny-phantom
 
 Each RUN_DIR is exported (reference_model.export) and evaluated with `medbench run --model medim --model-path`
 on a folder dataset whose test split is the cxr phantom's val split (choices are made on val; the test split is
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--model-opt", action="append", default=[], help="sampler option for every run, e.g. steps=32")
+    p.add_argument("--checkpoint", action="append", type=Path, default=[],
+                   help="an exported checkpoint to score beside the runs (e.g. the bundled one)")
     p.add_argument("--out", type=Path, default=Path("runs/diag-eval"))
     a = p.parse_args(argv)
     if a.likelihood:
@@ -164,12 +167,13 @@ def main(argv: list[str] | None = None) -> None:
         got = {task: medbench_run(["--task", task, "--model", f"outputs:{reconstructions(a.tokenizer_ceiling, task, dataset, a.n, a.out)}", *common])
                for task in a.tasks if task != "i2t"}
         rows.append((f"VQ reconstructions ({a.tokenizer_ceiling})", got))
-    for run_dir in a.runs:
-        ckpt = export(run_dir, a.out / "checkpoints" / run_dir.name)
-        opts = [x for o in a.model_opt for x in ("--model-opt", o)]
+    opts = [x for o in a.model_opt for x in ("--model-opt", o)]
+    checkpoints = [(c.name, c) for c in a.checkpoint]
+    checkpoints += [(r.name, export(r, a.out / "checkpoints" / r.name)) for r in a.runs]
+    for name, ckpt in checkpoints:
         got = {task: medbench_run(["--task", task, "--model", "medim", "--model-path", str(ckpt), *opts, *common])
                for task in a.tasks}
-        rows.append((run_dir.name, got))
+        rows.append((name, got))
     header = [f"{task}: {name}" for task in a.tasks for name in KEY[task]]
     print("| run | " + " | ".join(header) + " |")
     print("|---|" + "---:|" * len(header))
