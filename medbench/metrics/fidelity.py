@@ -72,8 +72,13 @@ def precision_recall(gen: np.ndarray, ref: np.ndarray, k: int = PRC_K) -> tuple[
 
 
 def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.maximum(d2, 0.0))
+    """Euclidean distances in sklearn's order (-2 a.b + |a|^2 + |b|^2), in place: one (rows x n) block alive."""
+    d = a @ b.T
+    d *= -2.0
+    d += (a * a).sum(1)[:, None]
+    d += (b * b).sum(1)[None, :]
+    np.maximum(d, 0.0, out=d)
+    return np.sqrt(d, out=d)
 
 
 def density_coverage(gen: np.ndarray, ref: np.ndarray, k: int = PRDC_K) -> tuple[float, float]:
