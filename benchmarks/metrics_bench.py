@@ -1,11 +1,12 @@
 """Metric-suite performance, as ratios against the reference libraries measured in the same run.
 
-    python benchmarks/metrics_bench.py [--pairs 5000] [--images 2000] [--write docs/benchmarks.md]
+    python benchmarks/metrics_bench.py [--pairs 5000] [--images 2000] [--large-images 20000] [--write docs/benchmarks.md]
 
 1. COCO text metrics on N report pairs: medbench's nlg.coco vs pycocoevalcap's scorers called directly;
    the medim-paper protocol vs nltk + rouge called directly (the paper script's per-report loop).
 2. FID/KID/PRC on N generated vs N reference phantom images: medbench's image.fidelity (cold feature
-   cache) vs torch_fidelity.calculate_metrics with the same extractor; density/coverage vs prdc.
+   cache) vs torch_fidelity.calculate_metrics with the same extractor; density/coverage vs prdc; the
+   same at --large-images N (the train split drawn that large, every image distinct).
 3. Bootstrap CI time (1,000 patient resamples, the families' fast path) as a share of the metric time.
 4. Peak memory of a 20,000-sample vs a 2,000-sample image-fidelity evaluation (streamed features and k-NN).
 Numbers are also checked for equality, so a fast-but-wrong path cannot win.
@@ -28,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def phantom_samples(domain: str, split: str, n: int):
+    """The first n samples of a split; the train split is drawn larger when n needs it (every image distinct)."""
     from medbench.data.resolve import load_dataset
 
-    ds = load_dataset(f"{domain}-phantom", check_images=False)
+    opts = {"n_train": str(n)} if split == "train" and n > 4000 else {}
+    ds = load_dataset(f"{domain}-phantom", opts, check_images=False)
     return ds.split(split)[:n]
 
 
@@ -125,7 +128,7 @@ def bench_medim_text(n: int) -> dict:
     return {"n": n, "medbench_s": t_ours, "reference_s": t_ref, "max_abs_diff": diff, "ci_s": t_ci}
 
 
-def bench_fid(n: int) -> dict:
+def bench_fid(n: int, ci: bool = True) -> dict:
     import torch_fidelity
 
     from medbench.features import get_extractor
@@ -167,8 +170,9 @@ def bench_fid(n: int) -> dict:
     pr = prdc.compute_prdc(real_features=stats["ref_features"].astype(np.float64),
                            fake_features=stats["gen_features"].astype(np.float64), nearest_k=5)
     t0 = time.perf_counter()
-    m.confidence_intervals(stats, [s.patient_id for s in refs], n_boot=1000, seed=0)
-    t_ci = time.perf_counter() - t0
+    if ci:
+        m.confidence_intervals(stats, [s.patient_id for s in refs], n_boot=1000, seed=0)
+    t_ci = time.perf_counter() - t0 if ci else None
     t = "phantom-encoder"
     return {"n": n, "medbench_s": t_ours, "reference_s": t_ref, "ci_s": t_ci,
             "fid_rel_diff": abs(ours[f"image.fid@{t}"] / ref["frechet_inception_distance"] - 1),
@@ -216,7 +220,14 @@ def bench_memory(small: int, large: int, n_boot: int = 100) -> dict:
             "ci_ratio": peaks[large][1] / peaks[small][1]}
 
 
-def markdown(text: dict, medim: dict, fid: dict, mem: dict) -> str:
+def fid_row(fid: dict) -> str:
+    return (f"| FID + KID + PRC, {fid['n']:,} vs {fid['n']:,} images, phantom-encoder, cold cache | {fid['medbench_s']:.1f} s | "
+            f"torch_fidelity.calculate_metrics {fid['reference_s']:.1f} s | {fid['medbench_s'] / fid['reference_s']:.2f}× | "
+            f"rel. Δ FID {fid['fid_rel_diff']:.1e}, KID {fid['kid_rel_diff']:.1e}; |Δ| P/R {fid['prc_abs_diff']:.1e}, "
+            f"density/coverage vs prdc {fid['dc_abs_diff']:.1e} |")
+
+
+def markdown(text: dict, medim: dict, fid: dict, mem: dict, large: dict | None = None) -> str:
     def ratio(d):
         return d["medbench_s"] / d["reference_s"]
 
@@ -228,9 +239,7 @@ def markdown(text: dict, medim: dict, fid: dict, mem: dict) -> str:
         f"| medim-paper text metrics, {medim['n']:,} pairs (nltk BLEU-1..4 method1, nltk METEOR, rouge ROUGE-L) | "
         f"{medim['medbench_s']:.1f} s | the paper's loop over nltk + rouge {medim['reference_s']:.1f} s | {ratio(medim):.2f}× | "
         f"max |Δ| {medim['max_abs_diff']:.1e} |",
-        f"| FID + KID + PRC, {fid['n']:,} vs {fid['n']:,} images, phantom-encoder, cold cache | {fid['medbench_s']:.1f} s | "
-        f"torch_fidelity.calculate_metrics {fid['reference_s']:.1f} s | {ratio(fid):.2f}× | rel. Δ FID {fid['fid_rel_diff']:.1e}, "
-        f"KID {fid['kid_rel_diff']:.1e}; |Δ| P/R {fid['prc_abs_diff']:.1e}, density/coverage vs prdc {fid['dc_abs_diff']:.1e} |",
+        fid_row(fid), *([fid_row(large)] if large else []),
         f"| 95 % CI, 1,000 patient resamples: coco text | {text['ci_s']:.1f} s | metric time {text['medbench_s']:.1f} s | "
         f"{text['ci_s'] / text['medbench_s']:.3f}× of metric time | |",
         f"| 95 % CI, 1,000 patient resamples: medim-paper text | {medim['ci_s']:.1f} s | metric time {medim['medbench_s']:.1f} s | "
@@ -255,6 +264,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=5000)
     ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--large-images", type=int, default=0, help="also FID/KID/PRC at this N vs torch-fidelity (no CI)")
     ap.add_argument("--memory", type=int, nargs=2, default=[2000, 20000])
     ap.add_argument("--only", choices=["memory"], help="measure only this part (written to its own block)")
     ap.add_argument("--write", type=Path, help="replace the metrics_bench (and metrics_bench_memory) blocks of this Markdown file")
@@ -271,9 +281,12 @@ def main() -> None:
     print(json.dumps(medim))
     fid = bench_fid(args.images)
     print(json.dumps(fid))
-    table = markdown(text, medim, fid, mem) + (f"\n\nLoad average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+    large = bench_fid(args.large_images, ci=False) if args.large_images else None
+    print(json.dumps(large))
+    table = markdown(text, medim, fid, mem, large) + (f"\n\nLoad average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
                                                f"(2 shared cores); command: `python benchmarks/metrics_bench.py "
-                                               f"--pairs {args.pairs} --images {args.images} --memory {args.memory[0]} {args.memory[1]}`.")
+                                               f"--pairs {args.pairs} --images {args.images} --large-images {args.large_images} "
+                                               f"--memory {args.memory[0]} {args.memory[1]}`.")
     print(table)
     if args.write:
         write_block(args.write, "metrics_bench", table)
