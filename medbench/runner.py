@@ -372,7 +372,7 @@ def _score_and_record(cfg, dataset, samples, folder, model, run_dir, rid, starte
                   "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "seconds": {k: round(v, 3) for k, v in seconds.items()}, "world_size": world,
                   "python": sys.version.split()[0], "platform": platform.platform()}
-    row_shards = {r.family: r.metric.gathered_rows for r in results if getattr(r.metric, "gathered_rows", None)}
+    row_shards = {r.family: r.metric.gathered_rows for r in results if r.metric.gathered_rows}
     if row_shards:  # under torchrun: the pair rows each rank scored for the model-based text families
         provenance["row_shards"] = row_shards
     record, per_sample = build_record(cfg, rid, dataset, samples, results, skipped, provenance, entries, headers, native,

@@ -68,6 +68,7 @@ class Metric(ABC):
     higher_is_better: dict[str, bool] = {}  # full metric name -> direction (every name compute returns)
     max_bootstrap: int | None = None  # cap on bootstrap resamples for families whose compute is expensive
     shard_rows: bool = False  # one stats row per pair, batches scored independently: sharded under torchrun
+    gathered_rows: dict[str, int] | None = None  # set by medbench.row_shards: pair rows each rank delivered
 
     @abstractmethod
     def update(self, batch: list[Scored]) -> None: ...
