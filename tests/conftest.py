@@ -53,6 +53,17 @@ def write_tiny_folder(root: Path, n_train: int = 12, n_test: int = 10, seed: int
     return root
 
 
+@pytest.fixture(scope="module")
+def text_weights(tmp_path_factory) -> Path:
+    """A weights root with tiny real-architecture CheXbert and BERTScore (distilbert) checkpoints, pinned."""
+    from tiny_report_models import build_bertscore_distilbert, build_chexbert
+
+    root = tmp_path_factory.mktemp("weights")
+    build_chexbert(root)
+    build_bertscore_distilbert(root)
+    return root
+
+
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     return write_tiny_folder(tmp_path / "data")

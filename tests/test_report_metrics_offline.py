@@ -9,20 +9,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_report_models import build_bertscore_distilbert, build_chexbert  # noqa: E402
 
 FAMILIES = ("clinical.chexbert", "nlg.bertscore", "nlg.ratescore", "nlg.green")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("weights")
-    build_chexbert(root)
-    build_bertscore_distilbert(root)
-    return root
-
-
-def test_scoring_never_touches_the_network(weights, tmp_path):
+def test_scoring_never_touches_the_network(text_weights, tmp_path):
     script = textwrap.dedent(f"""
         import socket
         def refuse(*a, **k):
@@ -34,7 +25,7 @@ def test_scoring_never_touches_the_network(weights, tmp_path):
         from medbench.metrics.report_models import bertscore, chexbert
         from pathlib import Path
         for factory in (chexbert.chexbert_factory, bertscore.bertscore_factory):
-            m = factory(metric_context(Path({str(weights)!r}), Path({str(tmp_path)!r})))
+            m = factory(metric_context(Path({str(text_weights)!r}), Path({str(tmp_path)!r})))
             print(sorted(m.compute(run_family(m, *report_pairs(6))).items())[0])
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
@@ -44,10 +35,10 @@ def test_scoring_never_touches_the_network(weights, tmp_path):
 
 
 @pytest.mark.slow
-def test_i2t_run_skips_without_weights_and_scores_with_them(weights, tiny_folder, tmp_path, monkeypatch):
+def test_i2t_run_skips_without_weights_and_scores_with_them(text_weights, tiny_folder, tmp_path, monkeypatch):
     from medbench.cli import main
 
-    monkeypatch.setenv("MEDBENCH_WEIGHTS", str(weights))  # chexbert + bertscore present; ratescore, green absent
+    monkeypatch.setenv("MEDBENCH_WEIGHTS", str(text_weights))  # chexbert + bertscore present; ratescore, green absent
     out = tmp_path / "runs"
     assert main(["run", "--task", "i2t", "--model", "retrieval", "--dataset", f"folder:{tiny_folder}", "--out", str(out),
                  "--store", "", "--no-report", "--bootstrap", "50"]) == 0

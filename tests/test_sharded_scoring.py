@@ -77,16 +77,6 @@ def test_torchrun_two_ranks_score_like_one_process(tmp_path):
     assert dist["metrics"] == single["metrics"]
 
 
-@pytest.fixture(scope="module")
-def text_weights(tmp_path_factory) -> Path:
-    from tiny_report_models import build_bertscore_distilbert, build_chexbert
-
-    root = tmp_path_factory.mktemp("weights")
-    build_chexbert(root)
-    build_bertscore_distilbert(root)
-    return root
-
-
 def test_ranks_text_rows_gather_to_one_process_rows(text_weights, tmp_path):
     """Three ranks' shards of two model-based text families (tiny real weights), written and gathered in
     this process: rank 0 ends up with exactly the rows and weights one process scores; rank 2's missing
