@@ -2,15 +2,17 @@
 drew row i), on the smaller side of the trace term tr sqrt(S1 S2):
 
 - feature side (every resample draws more distinct rows than feature dims): each resample's
-  covariance is the full scatter plus one product over the rows it did not draw exactly once;
-  then batched Cholesky S1 = L L^T and eigvalsh(L^T S2 L) (d x d), blocks of resamples on a thread
-  per core; in torch (float64, batched) on a CUDA device when one is given;
+  scatter is one syrk over the rows it drew (about 63 % of them), scaled by sqrt(w), about the full
+  set's mean; then batched Cholesky S1 = L L^T and eigvalsh(L^T S2 L) (d x d), blocks of resamples
+  on a thread per core; in torch (float64, batched) on a CUDA device when one is given. With the
+  real-vs-real floor the reference's sums are its two halves' sums;
 - sample side: eigvalsh(K K^T) with K the (n1 x n2) weighted cross-product of the centred rows,
   the same nonzero spectrum as S1 S2 (which torch-fidelity takes with np.linalg.eigvals).
 
 Means and covariances are np.cov's (n - 1 denominator) over the drawn rows::
 
     fid = weighted_fid_two(w, gen, w, ref)      # (B,) FID of every resample
+    fid, floor = weighted_fid_and_floor(w, gen, ref, (a, b))
 """
 from __future__ import annotations
 
@@ -33,24 +35,26 @@ def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(lam, 0, None)).sum())
 
 
-def weighted_covariances(w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(m (B,), means (B, d), covariances (B, d, d), np.cov's ddof=1) of the drawn rows of x.
-    Each resample's scatter about the full-sample mean is the full scatter plus one product over the
-    rows it did not draw exactly once (w - 1 != 0: about 63 % of them), so no cancellation."""
-    centre = x.mean(0)
-    xc = x - centre
-    full = xc.T @ xc
-    m = w.sum(1)
-    cov = np.empty((len(w),) + full.shape)
+def resample_sums(w: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sum w (B,), sum w x (B, d), sum w x x^T (B, d, d)) over the rows each resample drew. The sums
+    add over disjoint row sets; a @ a.T of the same buffer is a BLAS syrk (half a product)."""
+    sq = np.empty((len(w), xc.shape[1], xc.shape[1]))
     for b in range(len(w)):
-        dw = w[b] - 1
-        rows = np.flatnonzero(dw)
-        cov[b] = full + (xc[rows].T * dw[rows]) @ xc[rows]
+        rows = np.flatnonzero(w[b])
+        a = xc[rows] * np.sqrt(w[b, rows])[:, None]
+        np.matmul(a.T, a, out=sq[b])
+    return w.sum(1), w @ xc, sq
+
+
+def moments(m: np.ndarray, s: np.ndarray, sq: np.ndarray, centre: np.ndarray):
+    """(means (B, d), covariances (B, d, d), np.cov's ddof=1) from `resample_sums` of rows centred on
+    `centre` (the full set's mean, so the resample means are close to it and nothing cancels).
+    The covariances overwrite `sq`."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        delta = (w @ xc) / m[:, None]  # resample mean - full mean
-        cov -= m[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        cov /= (m - 1)[:, None, None]
-    return m, delta + centre, cov
+        delta = s / m[:, None]
+        sq -= m[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        sq /= (m - 1)[:, None, None]
+    return delta + centre, sq
 
 
 def _trace_sqrt_products(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
@@ -63,11 +67,10 @@ def _trace_sqrt_products(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(lam, 0, None)).sum(1)
 
 
-def _fid_feature_side_block(wa, xa, wb, xb) -> np.ndarray:
-    ma, mua, ca = weighted_covariances(wa, xa)
-    mb, mub, cb = weighted_covariances(wb, xb)
+def fid_of_moments(ma, mua, ca, mb, mub, cb) -> np.ndarray:
+    """(B,) FID from each side's (count, means, covariances); NaN where a side drew fewer than 2 rows."""
     ok = (ma >= 2) & (mb >= 2)
-    out = np.full(len(wa), np.nan)
+    out = np.full(len(ma), np.nan)
     if ok.any():
         ca, cb, diff = ca[ok], cb[ok], mua[ok] - mub[ok]
         traces = np.trace(ca, axis1=1, axis2=2) + np.trace(cb, axis1=1, axis2=2)
@@ -75,17 +78,38 @@ def _fid_feature_side_block(wa, xa, wb, xb) -> np.ndarray:
     return out
 
 
-def _fid_feature_side(wa, xa, wb, xb) -> np.ndarray:
-    """d x d side, blocks of resamples on a thread per core (BLAS and LAPACK release the GIL; the
-    caller holds BLAS at one thread, so the blocks do not oversubscribe)."""
+def _side_moments(w: np.ndarray, x: np.ndarray):
+    centre = x.mean(0)
+    m, s, sq = resample_sums(w, x - centre)
+    return (m, *moments(m, s, sq, centre))
+
+
+def _in_blocks(n: int, d: int, block) -> np.ndarray:
+    """Run block(start, stop) over resample blocks on a thread per core (BLAS and LAPACK release the
+    GIL; the caller holds BLAS at one thread, so the blocks do not oversubscribe); stack the results."""
     from concurrent.futures import ThreadPoolExecutor
 
-    d = xa.shape[1]
-    step = max(1, min((1 << 23) // (d * d), -(-len(wa) // CORES)))  # (step, d, d) covariances of <= 64 MB
-    starts = range(0, len(wa), step)
+    step = max(1, min((1 << 22) // (d * d), -(-n // CORES)))  # (step, d, d) covariances of <= 32 MB
     with ThreadPoolExecutor(max_workers=CORES) as pool:
-        parts = pool.map(lambda s: _fid_feature_side_block(wa[s:s + step], xa, wb[s:s + step], xb), starts)
-        return np.concatenate(list(parts)) if len(wa) else np.full(0, np.nan)
+        parts = list(pool.map(lambda s: block(s, s + step), range(0, n, step)))
+    return np.concatenate(parts, axis=-1) if parts else np.full(0, np.nan)
+
+
+def _fid_feature_side(wa, xa, wb, xb) -> np.ndarray:
+    """d x d side: every resample's moments on both sides, then batched FID."""
+    return _in_blocks(len(wa), xa.shape[1],
+                      lambda s, e: fid_of_moments(*_side_moments(wa[s:e], xa), *_side_moments(wb[s:e], xb)))
+
+
+def _fid_and_floor_block(w, gen, ref, halves) -> np.ndarray:
+    """(2, B): FID(gen, ref) and FID(ref[a], ref[b]); the reference's sums are its halves' sums."""
+    a, b = halves
+    centre = ref.mean(0)
+    ha, hb = resample_sums(w[:, a], ref[a] - centre), resample_sums(w[:, b], ref[b] - centre)
+    whole = tuple(u + v for u, v in zip(ha, hb))  # before moments() overwrites the halves' sums
+    fid = fid_of_moments(*_side_moments(w, gen), whole[0], *moments(*whole, centre))
+    floor = fid_of_moments(ha[0], *moments(*ha, centre), hb[0], *moments(*hb, centre))
+    return np.stack([fid, floor])
 
 
 def _fid_sample_side(wa, xa, wb, xb) -> np.ndarray:
@@ -146,6 +170,19 @@ def weighted_fid_two(wa: np.ndarray, xa: np.ndarray, wb: np.ndarray, xb: np.ndar
     if fid_side(wa, wb, xa.shape[1]) == "feature":
         return _fid_feature_side(wa, xa, wb, xb)
     return _fid_sample_side(wa, xa, wb, xb)
+
+
+def weighted_fid_and_floor(w: np.ndarray, gen: np.ndarray, ref: np.ndarray, halves: tuple[np.ndarray, np.ndarray],
+                           device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(B,) FID(gen, ref) and (B,) FID(ref[a], ref[b]) (the real-vs-real floor on the halves a, b that
+    partition the reference rows) of every resample. On the CPU feature side the reference's sums are
+    its halves' sums: three scatters per resample instead of four."""
+    a, b = halves
+    d = gen.shape[1]
+    if str(device).startswith("cuda") or "sample" in (fid_side(w, w, d), fid_side(w[:, a], w[:, b], d)):
+        return weighted_fid_two(w, gen, w, ref, device), weighted_fid_two(w[:, a], ref[a], w[:, b], ref[b], device)
+    both = _in_blocks(len(w), d, lambda s, e: _fid_and_floor_block(w[s:e], gen, ref, halves))
+    return both[0], both[1]
 
 
 def fid_side(wa: np.ndarray, wb: np.ndarray, dim: int) -> str:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from medbench.metrics.fid_weighted import weighted_fid_two
+from medbench.metrics.fid_weighted import weighted_fid_and_floor, weighted_fid_two
 
 NEIGHBOURS = 48  # sorted neighbours kept per row; a radius that needs more is found by a full search
 ROWS = 512  # rows per distance / kernel block (the same blocks as fidelity.py's density radii)
@@ -194,10 +194,13 @@ class WeightedFidelity:
 
     def __call__(self, w: np.ndarray) -> dict[str, np.ndarray]:
         m = w.sum(1)
-        out = {"fid": weighted_fid_two(w, self.gen, w, self.ref, self.device),
-               "kid": weighted_kid(w, self.kxx, self.kyy, self.kxy), "kid_std": np.full(len(w), np.nan)}
+        out = {"kid": weighted_kid(w, self.kxx, self.kyy, self.kxy), "kid_std": np.full(len(w), np.nan)}
         nan = np.full(len(w), np.nan)
         out.update(precision=nan, recall=nan, density=nan, coverage=nan, fid_floor=nan)
+        if self.floor_halves is None:
+            out["fid"] = weighted_fid_two(w, self.gen, w, self.ref, self.device)
+        else:
+            out["fid"], out["fid_floor"] = weighted_fid_and_floor(w, self.gen, self.ref, self.floor_halves, self.device)
         if self.big:
             r_gen, r_ref = self.prc_gen(w), self.prc_ref(w)
             out["precision"] = (w * (inside_count(w, self.in_real, r_ref, strict=False) > 0)).sum(1) / m
@@ -205,7 +208,4 @@ class WeightedFidelity:
             r5 = self.prdc_ref(w)
             out["density"] = (w * inside_count(w, self.in_real5, r5, strict=True)).sum(1) / (self.prdc_k * m)
             out["coverage"] = (w * covered_balls(w, self.in_real5, r5)).sum(1) / m
-        if self.floor_halves is not None:
-            a, b = self.floor_halves
-            out["fid_floor"] = weighted_fid_two(w[:, a], self.ref[a], w[:, b], self.ref[b], self.device)
         return out
