@@ -37,7 +37,7 @@ def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
 
 def resample_sums(w: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sum w (B,), sum w x (B, d), sum w x x^T (B, d, d)) over the rows each resample drew. The sums
-    add over disjoint row sets; a @ a.T of the same buffer is a BLAS syrk (half a product)."""
+    add over disjoint row sets; a.T @ a of one buffer is a BLAS syrk (half a product)."""
     sq = np.empty((len(w), xc.shape[1], xc.shape[1]))
     for b in range(len(w)):
         rows = np.flatnonzero(w[b])
@@ -179,7 +179,7 @@ def weighted_fid_and_floor(w: np.ndarray, gen: np.ndarray, ref: np.ndarray, halv
     its halves' sums: three scatters per resample instead of four."""
     a, b = halves
     d = gen.shape[1]
-    if str(device).startswith("cuda") or "sample" in (fid_side(w, w, d), fid_side(w[:, a], w[:, b], d)):
+    if not len(w) or str(device).startswith("cuda") or "sample" in (fid_side(w, w, d), fid_side(w[:, a], w[:, b], d)):
         return weighted_fid_two(w, gen, w, ref, device), weighted_fid_two(w[:, a], ref[a], w[:, b], ref[b], device)
     both = _in_blocks(len(w), d, lambda s, e: _fid_and_floor_block(w[s:e], gen, ref, halves))
     return both[0], both[1]
